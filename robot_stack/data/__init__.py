@@ -1,0 +1,1 @@
+"""Episode datasets: zarr replay buffer, per-camera videos, episode recording."""
