@@ -29,7 +29,8 @@ class Supervisor:
         self.poll_interval = poll_interval
         self.failure: ProcessFailed | None = None
         self._lock = threading.Lock()
-        self._stopped = threading.Event()
+        self._stop_requested = threading.Event()  # ends the monitor loop
+        self._stopped = threading.Event()  # set once every process has been stopped
         self._monitor: threading.Thread | None = None
 
     def start(self, timeout: float = 30.0) -> None:
@@ -52,7 +53,7 @@ class Supervisor:
         self._monitor.start()
 
     def _watch(self) -> None:
-        while not self._stopped.wait(self.poll_interval):
+        while not self._stop_requested.wait(self.poll_interval):
             for proc in self.processes:
                 if not proc.is_alive():
                     error = proc.error or f"exited unexpectedly with code {proc.exitcode}"
@@ -68,15 +69,16 @@ class Supervisor:
 
     @property
     def running(self) -> bool:
-        """True while all processes are up and no stop was requested."""
+        """True until the supervisor has stopped all processes (after a failure or ``stop()``)."""
         return not self._stopped.is_set()
 
     def stop(self) -> None:
         """Stop all processes in reverse start order (idempotent, thread-safe)."""
         with self._lock:
-            self._stopped.set()
+            self._stop_requested.set()
             for proc in reversed(self.processes):
                 proc.stop()
+            self._stopped.set()
 
     def __enter__(self) -> "Supervisor":
         self.start()
