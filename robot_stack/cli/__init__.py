@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 from typing import Sequence
 
@@ -39,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(processName)s %(name)s %(levelname)s: %(message)s",
     )
+    # SIGTERM (systemd, a supervisor, `kill`) unwinds like Ctrl-C so devices stop and shared memory is freed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
