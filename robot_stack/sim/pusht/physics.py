@@ -1,0 +1,210 @@
+"""``PushTPhysics``: the 2-D Push-T scene — a T block on a walled table pushed by a kinematic disc (the tip).
+
+Units are meters/seconds in the table frame (see ``SceneConfig``). The block slides with Coulomb table
+friction (a constant deceleration, so it stops soon after the pusher lets go, as on a real table) and the
+pusher is kinematic: it moves toward a target xy at most ``max_pusher_speed`` fast and is never pushed back.
+Everything is deterministic for a given seed and sequence of targets.
+
+Scene state is a plain record ``{field: np.ndarray}`` with the fields of ``SCENE_STATE_SPEC``; the same
+record travels through the scene process's ring buffer, so pure-physics and multiprocess code read it alike.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pymunk
+
+from robot_stack.sim.pusht.config import SceneConfig
+from robot_stack.sim.pusht.geometry import iou, point_polygon_distance, transform_points, wrap_angle
+
+# Ring-buffer record of the scene state. Poses/positions are in the table frame.
+SCENE_STATE_SPEC: dict[str, tuple[tuple[int, ...], Any]] = {
+    "block_pose": ((3,), np.float64),  # [x, y, theta] of the block frame (origin at the T's centroid)
+    "pusher_xy": ((2,), np.float64),  # centre of the tip disc
+    "pusher_down": ((), np.bool_),  # tip low enough to push (TCP below table_z + contact_height)
+    "coverage": ((), np.float64),  # IoU of the block with the goal region, 0..1
+    "success": ((), np.bool_),  # coverage >= success_threshold
+    "episode": ((), np.int64),  # number of resets so far (changes when a reset took effect)
+    "seed": ((), np.int64),  # seed of the last reset
+    "timestamp": ((), np.float64),  # runtime clock in the scene process; sim time since reset in pure physics
+}
+
+_GRAVITY = 9.81
+# Contacts may overlap this much before being corrected. pymunk's default (0.1) assumes pixel units;
+# in meters it would let the pusher sink 10 cm into the block.
+_COLLISION_SLOP = 2e-4
+_SOLVER_ITERATIONS = 30
+_WALL_RADIUS = 0.01
+# Random starts that already cover the goal this well would make trivial demonstrations.
+_MAX_START_COVERAGE = 0.5
+# Free space kept between the random pusher start and the block, meters.
+_START_CLEARANCE = 0.01
+_MAX_RESET_TRIES = 10_000
+
+
+class PushTPhysics:
+    """The Push-T physics scene. ``reset(seed)``, then ``step(target_xy)`` once per ``1 / physics_hz`` s."""
+
+    def __init__(self, config: SceneConfig):
+        self.config = config
+        self.dt = 1.0 / config.physics_hz
+        self._parts = config.block_parts
+        self._outline = config.block_outline
+        self._goal = np.asarray(config.goal_pose, dtype=np.float64)
+        self._half = np.asarray(config.table_size, dtype=np.float64) / 2
+        self._space = pymunk.Space()
+        self._space.collision_slop = _COLLISION_SLOP
+        self._space.iterations = _SOLVER_ITERATIONS
+        self._add_walls()
+        self._block = self._add_block()
+        self._pusher_body = pymunk.Body(body_type=pymunk.Body.KINEMATIC)
+        self._pusher = pymunk.Circle(self._pusher_body, config.pusher_radius)
+        self._pusher.friction = config.pusher_friction  # arbiter friction = product; the block's is 1
+        self._space.add(self._pusher_body, self._pusher)
+        self._decel, self._ang_decel = self._table_friction_decelerations()
+        self._block.velocity_func = self._apply_table_friction
+        self._time = 0.0
+        self._episode = 0
+        self._seed = -1
+        self._pusher_down = True
+
+    # -- construction --------------------------------------------------------------------------------------
+    def _add_walls(self) -> None:
+        hx, hy = self._half + _WALL_RADIUS  # the walls' inner faces are the table edges
+        corners = [(-hx, -hy), (hx, -hy), (hx, hy), (-hx, hy)]
+        for a, b in zip(corners, corners[1:] + corners[:1]):
+            wall = pymunk.Segment(self._space.static_body, a, b, _WALL_RADIUS)
+            wall.friction = 0.5
+            self._space.add(wall)
+
+    def _add_block(self) -> pymunk.Body:
+        body = pymunk.Body()
+        total = sum(_area(p) for p in self._parts)
+        shapes = []
+        for part in self._parts:
+            shape = pymunk.Poly(body, [tuple(v) for v in part])
+            shape.mass = self.config.block_mass * _area(part) / total
+            shape.friction = 1.0
+            shapes.append(shape)
+        self._space.add(body, *shapes)
+        return body
+
+    def _table_friction_decelerations(self) -> tuple[float, float]:
+        """Linear and angular decelerations of the block sliding/spinning on the table.
+
+        Uniform pressure: the friction force is mu*m*g; spinning about the centroid, the friction torque is
+        mu*m*g times the mean distance of the footprint from the centroid. Both are treated independently.
+        """
+        mu_g = self.config.table_friction * _GRAVITY
+        lo, hi = self._outline.min(axis=0), self._outline.max(axis=0)
+        grid = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], 80), np.linspace(lo[1], hi[1], 80)), -1).reshape(-1, 2)
+        inside = np.zeros(len(grid), dtype=bool)
+        for part in self._parts:
+            pmin, pmax = part.min(axis=0), part.max(axis=0)
+            inside |= np.all((grid >= pmin) & (grid <= pmax), axis=1)
+        mean_radius = float(np.linalg.norm(grid[inside], axis=1).mean())
+        gyration_sq = self._block.moment / self._block.mass
+        return mu_g, mu_g * mean_radius / gyration_sq
+
+    def _apply_table_friction(self, body: pymunk.Body, gravity: Any, damping: float, dt: float) -> None:
+        pymunk.Body.update_velocity(body, gravity, damping, dt)
+        speed = body.velocity.length
+        if speed > 0:
+            body.velocity = body.velocity * max(0.0, 1.0 - self._decel * dt / speed)
+        w = body.angular_velocity
+        body.angular_velocity = math.copysign(max(0.0, abs(w) - self._ang_decel * dt), w)
+
+    # -- episode -------------------------------------------------------------------------------------------
+    def reset(self, seed: int, pusher_xy: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Start an episode: a random block pose from ``seed``; the pusher at ``pusher_xy`` or random.
+
+        The block never starts overlapping the pusher or the walls, nor already covering the goal by more
+        than ``_MAX_START_COVERAGE``. The same seed (and pusher position) gives the same start.
+        """
+        rng = np.random.default_rng(seed)
+        cfg = self.config
+        if pusher_xy is None:
+            pusher_xy = rng.uniform(-self._half + cfg.pusher_radius, self._half - cfg.pusher_radius)
+        pusher_xy = np.asarray(pusher_xy, dtype=np.float64)
+        free = self._half - cfg.reset_margin
+        for _ in range(_MAX_RESET_TRIES):
+            pose = np.array([*rng.uniform(-free, free), rng.uniform(-math.pi, math.pi)])
+            corners = transform_points(self._outline, pose)
+            if np.any(np.abs(corners) > self._half):
+                continue
+            if point_polygon_distance(pusher_xy, corners) < cfg.pusher_radius + _START_CLEARANCE:
+                continue
+            if iou(self._parts, pose, self._goal) >= _MAX_START_COVERAGE:
+                continue
+            break
+        else:
+            raise RuntimeError(
+                f"no valid random block pose found in {_MAX_RESET_TRIES} tries; the table "
+                f"{list(cfg.table_size)} m is too small for the block and pusher"
+            )
+        self.set_pose(pose, pusher_xy)
+        self._time = 0.0
+        self._episode += 1
+        self._seed = int(seed)
+        return self.state()
+
+    def set_pose(self, block_pose: np.ndarray, pusher_xy: np.ndarray) -> None:
+        """Place the block and pusher (at rest) without stepping the physics."""
+        self._block.position = (float(block_pose[0]), float(block_pose[1]))
+        self._block.angle = float(block_pose[2])
+        self._block.velocity = (0.0, 0.0)
+        self._block.angular_velocity = 0.0
+        self._pusher_body.position = (float(pusher_xy[0]), float(pusher_xy[1]))
+        self._pusher_body.velocity = (0.0, 0.0)
+        self._space.reindex_shapes_for_body(self._block)
+        self._space.reindex_shapes_for_body(self._pusher_body)
+
+    def step(self, target_xy: np.ndarray, pusher_down: bool = True) -> dict[str, np.ndarray]:
+        """Advance ``1 / physics_hz`` s with the pusher moving toward ``target_xy`` (table frame).
+
+        ``pusher_down`` False lifts the tip: it still moves but passes over the block.
+        """
+        target = np.asarray(target_xy, dtype=np.float64)
+        if target.shape != (2,) or not np.all(np.isfinite(target)):
+            raise ValueError(f"pusher target must be 2 finite numbers, got {target_xy!r}")
+        delta = target - np.asarray(self._pusher_body.position)
+        dist = float(np.hypot(*delta))
+        max_step = self.config.max_pusher_speed * self.dt
+        if dist > max_step:
+            delta *= max_step / dist
+        if pusher_down != self._pusher_down:
+            self._pusher.sensor = not pusher_down  # sensors detect but never collide
+            self._pusher_down = pusher_down
+        self._pusher_body.velocity = (float(delta[0] / self.dt), float(delta[1] / self.dt))
+        self._space.step(self.dt)
+        self._time += self.dt
+        return self.state()
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The current scene state as a ``SCENE_STATE_SPEC`` record (timestamp: sim time since reset)."""
+        pose = self.block_pose
+        coverage = iou(self._parts, pose, self._goal)
+        return {
+            "block_pose": pose,
+            "pusher_xy": np.array(self._pusher_body.position, dtype=np.float64),
+            "pusher_down": np.bool_(self._pusher_down),
+            "coverage": np.float64(coverage),
+            "success": np.bool_(coverage >= self.config.success_threshold),
+            "episode": np.int64(self._episode),
+            "seed": np.int64(self._seed),
+            "timestamp": np.float64(self._time),
+        }
+
+    @property
+    def block_pose(self) -> np.ndarray:
+        """Block pose [x, y, theta] in the table frame, theta wrapped to [-pi, pi)."""
+        x, y = self._block.position
+        return np.array([x, y, wrap_angle(self._block.angle)], dtype=np.float64)
+
+
+def _area(poly: np.ndarray) -> float:
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
