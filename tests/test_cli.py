@@ -1,11 +1,13 @@
 import subprocess
 import sys
+from pathlib import Path
 
 from robot_stack.cli import build_parser, main
 
 
 def test_console_script_help_works():
-    result = subprocess.run([sys.executable, "-m", "robot_stack.cli", "--help"], capture_output=True, text=True, timeout=60)
+    script = Path(sys.executable).parent / "robot-stack"  # installed by `pip install -e .`
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "usage: robot-stack" in result.stdout
 
