@@ -137,6 +137,11 @@ class SceneConfig:
             self.table_center
         )
 
+    @property
+    def push_z(self) -> float:
+        """A base-frame TCP z for pushing: the tip halfway up the block."""
+        return self.table_z + self.contact_height / 2
+
     def pusher_in_contact(self, tcp_z: float) -> bool:
         """Whether a TCP at base-frame height ``tcp_z`` is low enough to push the block."""
         return tcp_z <= self.table_z + self.contact_height

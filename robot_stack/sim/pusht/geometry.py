@@ -33,7 +33,7 @@ def iou(parts: tuple[np.ndarray, ...], pose_a: np.ndarray, pose_b: np.ndarray) -
     The shape is a union of convex ``parts`` with disjoint interiors, so the intersection area is the sum of
     the pairwise convex intersections. Coordinates are centred on ``pose_b`` before the float32 clipping.
     """
-    area = sum(abs(_shoelace(p)) for p in parts)
+    area = sum(abs(polygon_area(p)) for p in parts)
     origin = np.array([pose_b[0], pose_b[1], 0.0])
     a = [transform_points(p, np.asarray(pose_a) - origin).astype(np.float32) for p in parts]
     b = [transform_points(p, np.asarray(pose_b) - origin).astype(np.float32) for p in parts]
@@ -45,54 +45,77 @@ def iou(parts: tuple[np.ndarray, ...], pose_a: np.ndarray, pose_b: np.ndarray) -
     return float(inter / (2 * area - inter))
 
 
-def _shoelace(poly: np.ndarray) -> float:
+def footprint_points(parts: tuple[np.ndarray, ...], spacing: float) -> np.ndarray:
+    """Centres of a ``spacing`` grid covering the axis-aligned rectangles ``parts`` (block frame), (N, 2).
+
+    Each point stands for an (about) equal share of the footprint, a grid cell; used for table friction.
+    """
+    points = []
+    for part in parts:
+        lo, hi = part.min(axis=0), part.max(axis=0)
+        nx, ny = (np.maximum(1, np.round((hi - lo) / spacing))).astype(int)
+        xs = lo[0] + (np.arange(nx) + 0.5) * (hi[0] - lo[0]) / nx
+        ys = lo[1] + (np.arange(ny) + 0.5) * (hi[1] - lo[1]) / ny
+        points.append(np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2))
+    return np.concatenate(points)
+
+
+def polygon_area(poly: np.ndarray) -> float:
+    """Signed area of a polygon (N, 2): positive when counter-clockwise."""
     x, y = poly[:, 0], poly[:, 1]
     return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
 
 
 def point_polygon_distance(point: np.ndarray, polygon: np.ndarray) -> float:
     """Signed distance from ``point`` to a simple ``polygon`` (N, 2): negative inside."""
-    inside = cv2.pointPolygonTest(polygon.astype(np.float32), (float(point[0]), float(point[1])), False) > 0
-    return -_edge_distance(point, polygon) if inside else _edge_distance(point, polygon)
+    point = np.asarray(point, dtype=np.float64)
+    dist = float(np.linalg.norm(nearest_boundary_point(point, polygon) - point))
+    return -dist if _inside(point[None], polygon)[0] else dist
 
 
-def _edge_distance(point: np.ndarray, polygon: np.ndarray) -> float:
-    a = polygon
-    b = np.roll(polygon, -1, axis=0)
+def segment_clearance(p: np.ndarray, q: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Distances between segments ``p[i]``-``q[i]`` ((N, 2) each) and a simple ``polygon`` (0 where they meet)."""
+    p = np.atleast_2d(np.asarray(p, dtype=np.float64))
+    q = np.atleast_2d(np.asarray(q, dtype=np.float64))
+    a = polygon[None, :, :]
+    b = np.roll(polygon, -1, axis=0)[None, :, :]
+    ps, qs = p[:, None, :], q[:, None, :]
+    d1, d2 = _orient(a, b, ps), _orient(a, b, qs)
+    d3, d4 = _orient(ps, qs, a), _orient(ps, qs, b)
+    crossing = ((d1 * d2) < 0) & ((d3 * d4) < 0)
+    dist = np.minimum.reduce([_point_segment(ps, a, b), _point_segment(qs, a, b),
+                              _point_segment(a, ps, qs), _point_segment(b, ps, qs)])
+    dist = np.where(crossing, 0.0, dist).min(axis=1)
+    inside = _inside(p, polygon) | _inside(q, polygon)
+    return np.where(inside, 0.0, dist)
+
+
+def _orient(u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return (v[..., 0] - u[..., 0]) * (w[..., 1] - u[..., 1]) - (v[..., 1] - u[..., 1]) * (w[..., 0] - u[..., 0])
+
+
+def _point_segment(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ab = b - a
+    denom = np.maximum(np.sum(ab * ab, axis=-1), 1e-18)
+    t = np.clip(np.sum((x - a) * ab, axis=-1) / denom, 0.0, 1.0)
+    return np.linalg.norm(a + t[..., None] * ab - x, axis=-1)
+
+
+def _inside(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Even-odd rule for (N, 2) points."""
+    a, b = polygon, np.roll(polygon, -1, axis=0)
+    x, y = points[:, None, 0], points[:, None, 1]
+    straddle = (a[None, :, 1] > y) != (b[None, :, 1] > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = (b[None, :, 0] - a[None, :, 0]) / (b[None, :, 1] - a[None, :, 1])
+        x_cross = a[None, :, 0] + (y - a[None, :, 1]) * slope
+    return np.sum(straddle & (x < x_cross), axis=1) % 2 == 1
+
+
+def nearest_boundary_point(point: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """The point of ``polygon``'s boundary nearest to ``point``."""
+    a = polygon
+    ab = np.roll(polygon, -1, axis=0) - a
     t = np.clip(np.einsum("ij,ij->i", point - a, ab) / np.einsum("ij,ij->i", ab, ab), 0.0, 1.0)
-    return float(np.min(np.linalg.norm(a + t[:, None] * ab - point, axis=1)))
-
-
-def segment_polygon_distance(p: np.ndarray, q: np.ndarray, polygon: np.ndarray) -> float:
-    """Smallest distance between segment ``p``-``q`` and the boundary or inside of ``polygon`` (0 if they meet)."""
-    if point_polygon_distance(p, polygon) <= 0 or point_polygon_distance(q, polygon) <= 0:
-        return 0.0
-    a = polygon
-    b = np.roll(polygon, -1, axis=0)
-    best = math.inf
-    for i in range(len(a)):
-        best = min(best, _segment_segment_distance(p, q, a[i], b[i]))
-    return best
-
-
-def _segment_segment_distance(p: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    if _segments_cross(p, q, a, b):
-        return 0.0
-    return min(_point_segment(p, a, b), _point_segment(q, a, b), _point_segment(a, p, q), _point_segment(b, p, q))
-
-
-def _point_segment(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    ab = b - a
-    denom = float(ab @ ab)
-    t = 0.0 if denom == 0 else min(1.0, max(0.0, float((x - a) @ ab) / denom))
-    return float(np.linalg.norm(a + t * ab - x))
-
-
-def _segments_cross(p: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
-    def orient(u: np.ndarray, v: np.ndarray, w: np.ndarray) -> float:
-        return float((v[0] - u[0]) * (w[1] - u[1]) - (v[1] - u[1]) * (w[0] - u[0]))
-
-    d1, d2 = orient(a, b, p), orient(a, b, q)
-    d3, d4 = orient(p, q, a), orient(p, q, b)
-    return d1 * d2 < 0 and d3 * d4 < 0
+    candidates = a + t[:, None] * ab
+    return candidates[np.argmin(np.linalg.norm(candidates - point, axis=1))]

@@ -1,7 +1,8 @@
 """``PushTPhysics``: the 2-D Push-T scene — a T block on a walled table pushed by a kinematic disc (the tip).
 
 Units are meters/seconds in the table frame (see ``SceneConfig``). The block slides with Coulomb table
-friction (a constant deceleration, so it stops soon after the pusher lets go, as on a real table) and the
+friction integrated over its footprint (it stops soon after the pusher lets go, and turns about the right
+point when pushed off-centre, as on a real table) and the
 pusher is kinematic: it moves toward a target xy at most ``max_pusher_speed`` fast and is never pushed back.
 Everything is deterministic for a given seed and sequence of targets.
 
@@ -18,7 +19,14 @@ import numpy as np
 import pymunk
 
 from robot_stack.sim.pusht.config import SceneConfig
-from robot_stack.sim.pusht.geometry import iou, point_polygon_distance, transform_points, wrap_angle
+from robot_stack.sim.pusht.geometry import (
+    footprint_points,
+    iou,
+    point_polygon_distance,
+    polygon_area,
+    transform_points,
+    wrap_angle,
+)
 
 # Ring-buffer record of the scene state. Poses/positions are in the table frame.
 SCENE_STATE_SPEC: dict[str, tuple[tuple[int, ...], Any]] = {
@@ -38,6 +46,7 @@ _GRAVITY = 9.81
 _COLLISION_SLOP = 2e-4
 _SOLVER_ITERATIONS = 30
 _WALL_RADIUS = 0.01
+_FOOTPRINT_SPACING = 0.005  # table-friction elements, meters
 # Random starts that already cover the goal this well would make trivial demonstrations.
 _MAX_START_COVERAGE = 0.5
 # Free space kept between the random pusher start and the block, meters.
@@ -64,7 +73,9 @@ class PushTPhysics:
         self._pusher = pymunk.Circle(self._pusher_body, config.pusher_radius)
         self._pusher.friction = config.pusher_friction  # arbiter friction = product; the block's is 1
         self._space.add(self._pusher_body, self._pusher)
-        self._decel, self._ang_decel = self._table_friction_decelerations()
+        self._footprint = footprint_points(self._parts, _FOOTPRINT_SPACING)
+        self._footprint_sq = float(np.sum(self._footprint**2))
+        self._friction_decel = config.table_friction * _GRAVITY
         self._block.velocity_func = self._apply_table_friction
         self._time = 0.0
         self._episode = 0
@@ -82,40 +93,36 @@ class PushTPhysics:
 
     def _add_block(self) -> pymunk.Body:
         body = pymunk.Body()
-        total = sum(_area(p) for p in self._parts)
+        total = sum(abs(polygon_area(p)) for p in self._parts)
         shapes = []
         for part in self._parts:
             shape = pymunk.Poly(body, [tuple(v) for v in part])
-            shape.mass = self.config.block_mass * _area(part) / total
+            shape.mass = self.config.block_mass * abs(polygon_area(part)) / total
             shape.friction = 1.0
             shapes.append(shape)
         self._space.add(body, *shapes)
         return body
 
-    def _table_friction_decelerations(self) -> tuple[float, float]:
-        """Linear and angular decelerations of the block sliding/spinning on the table.
-
-        Uniform pressure: the friction force is mu*m*g; spinning about the centroid, the friction torque is
-        mu*m*g times the mean distance of the footprint from the centroid. Both are treated independently.
-        """
-        mu_g = self.config.table_friction * _GRAVITY
-        lo, hi = self._outline.min(axis=0), self._outline.max(axis=0)
-        grid = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], 80), np.linspace(lo[1], hi[1], 80)), -1).reshape(-1, 2)
-        inside = np.zeros(len(grid), dtype=bool)
-        for part in self._parts:
-            pmin, pmax = part.min(axis=0), part.max(axis=0)
-            inside |= np.all((grid >= pmin) & (grid <= pmax), axis=1)
-        mean_radius = float(np.linalg.norm(grid[inside], axis=1).mean())
-        gyration_sq = self._block.moment / self._block.mass
-        return mu_g, mu_g * mean_radius / gyration_sq
-
     def _apply_table_friction(self, body: pymunk.Body, gravity: Any, damping: float, dt: float) -> None:
+        """Coulomb friction of the block's footprint on the table, integrated over footprint elements.
+
+        Each element slows by mu*g*dt along its own velocity (to rest, never past it); the block takes the
+        summed impulse and angular impulse. So a push far from the centroid turns the block the way a real
+        sliding part does, and a block that slows down stops exactly.
+        """
         pymunk.Body.update_velocity(body, gravity, damping, dt)
-        speed = body.velocity.length
-        if speed > 0:
-            body.velocity = body.velocity * max(0.0, 1.0 - self._decel * dt / speed)
+        v = np.array(body.velocity)
         w = body.angular_velocity
-        body.angular_velocity = math.copysign(max(0.0, abs(w) - self._ang_decel * dt), w)
+        if w == 0.0 and not v.any():
+            return
+        c, s = math.cos(body.angle), math.sin(body.angle)
+        perp = self._footprint @ np.array([[-s, c], [-c, -s]])  # z x r for each element, table frame
+        vel = v + w * perp
+        speed = np.linalg.norm(vel, axis=1)
+        cut = np.minimum(speed, self._friction_decel * dt) / np.maximum(speed, 1e-12)
+        dv = -vel * cut[:, None]
+        body.velocity = tuple(v + dv.mean(axis=0))
+        body.angular_velocity = w + float(np.einsum("ij,ij->", perp, dv)) / self._footprint_sq
 
     # -- episode -------------------------------------------------------------------------------------------
     def reset(self, seed: int, pusher_xy: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -204,7 +211,3 @@ class PushTPhysics:
         x, y = self._block.position
         return np.array([x, y, wrap_angle(self._block.angle)], dtype=np.float64)
 
-
-def _area(poly: np.ndarray) -> float:
-    x, y = poly[:, 0], poly[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))

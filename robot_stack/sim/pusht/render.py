@@ -57,14 +57,7 @@ class SceneRenderer:
         self.view = view
         self.resolution = (int(resolution[0]), int(resolution[1]))
         self.state_buffer = state_buffer
-        self._painter: _Painter | None = None
-        self._check()
-
-    def _check(self) -> None:
-        if self.view not in VIEWS:
-            raise ValueError(f"unknown scene view {self.view!r}; use one of {list(VIEWS)}")
-        if min(self.resolution) < 16:
-            raise ValueError(f"render resolution {list(self.resolution)} is too small (min 16 px a side)")
+        self._painter: _Painter | None = _Painter(config, view, self.resolution)  # validates view/resolution
 
     def __getstate__(self) -> dict:
         # The painter holds pre-drawn images; rebuild it where the renderer is used instead of shipping it.
@@ -88,6 +81,8 @@ class _Painter:
     def __init__(self, config: SceneConfig, view: View, resolution: tuple[int, int]):
         if view not in VIEWS:
             raise ValueError(f"unknown scene view {view!r}; use one of {list(VIEWS)}")
+        if min(resolution) < 16:
+            raise ValueError(f"render resolution {list(resolution)} is too small (min 16 px a side)")
         self.config = config
         self.view = view
         self.width, self.height = int(resolution[0]), int(resolution[1])
@@ -100,7 +95,8 @@ class _Painter:
         if view == "top":
             half = np.asarray(config.table_size) / 2
             # Image up = table +x, image right = table -y (a camera above, the robot at the bottom edge).
-            self._px_per_m = min((self.width - 2 * _WALL_PX) / (2 * half[1]), (self.height - 2 * _WALL_PX) / (2 * half[0]))
+            self._px_per_m = min((self.width - 2 * _WALL_PX) / (2 * half[1]),
+                                 (self.height - 2 * _WALL_PX) / (2 * half[0]))
         else:
             self._setup_oblique()
         self._background = self._draw_background()
@@ -123,7 +119,8 @@ class _Painter:
         if xyz.shape[-1] == 2:
             xyz = np.concatenate([xyz, np.zeros((*xyz.shape[:-1], 1))], axis=-1)
         if self.view == "top":
-            return np.stack([self.width / 2 - xyz[:, 1] * self._px_per_m, self.height / 2 - xyz[:, 0] * self._px_per_m], 1)
+            return np.stack([self.width / 2 - xyz[:, 1] * self._px_per_m,
+                             self.height / 2 - xyz[:, 0] * self._px_per_m], axis=1)
         cam = (xyz - self._eye) @ self._rotation.T
         return np.stack([self.width / 2 + self._focal * cam[:, 0] / cam[:, 2],
                          self.height / 2 + self._focal * cam[:, 1] / cam[:, 2]], axis=1)
@@ -178,7 +175,8 @@ class _Painter:
         else:
             # The lifted tip hovers a block height up; its shadow keeps its table position readable.
             self._fill(img, self._project(pusher), SHADOW)
-            faces += [(xyz + (0.0, 0.0, h), color) for xyz, color in _prism_faces(pusher, [pusher], h, pusher_color, pusher_color)]
+            lifted = _prism_faces(pusher, [pusher], h, pusher_color, pusher_color)
+            faces += [(xyz + (0.0, 0.0, h), color) for xyz, color in lifted]
         faces.sort(key=lambda face: -self._depth(face[0]))
         for xyz, color in faces:
             self._fill(img, self._project(xyz), color)
@@ -189,7 +187,8 @@ def _prism_faces(outline: np.ndarray, tops: list[np.ndarray], height: float, sid
     """Side quads over ``outline`` and the convex ``tops`` of a prism standing on the table (table-frame xy)."""
     faces = []
     for a, b in zip(outline, np.roll(outline, -1, axis=0)):
-        faces.append((np.array([[a[0], a[1], 0.0], [b[0], b[1], 0.0], [b[0], b[1], height], [a[0], a[1], height]]), side))
+        quad = np.array([[a[0], a[1], 0.0], [b[0], b[1], 0.0], [b[0], b[1], height], [a[0], a[1], height]])
+        faces.append((quad, side))
     for poly in tops:
         faces.append((np.concatenate([poly, np.full((len(poly), 1), height)], axis=1), top))
     return faces
