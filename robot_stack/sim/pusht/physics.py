@@ -169,6 +169,12 @@ class PushTPhysics:
         self._space.reindex_shapes_for_body(self._block)
         self._space.reindex_shapes_for_body(self._pusher_body)
 
+    def set_pusher_down(self, down: bool) -> None:
+        """Lower (True) or lift (False) the tip; a lifted tip passes over the block."""
+        if down != self._pusher_down:
+            self._pusher.sensor = not down  # sensors detect but never collide
+            self._pusher_down = bool(down)
+
     def step(self, target_xy: np.ndarray, pusher_down: bool = True) -> dict[str, np.ndarray]:
         """Advance ``1 / physics_hz`` s with the pusher moving toward ``target_xy`` (table frame).
 
@@ -182,9 +188,7 @@ class PushTPhysics:
         max_step = self.config.max_pusher_speed * self.dt
         if dist > max_step:
             delta *= max_step / dist
-        if pusher_down != self._pusher_down:
-            self._pusher.sensor = not pusher_down  # sensors detect but never collide
-            self._pusher_down = pusher_down
+        self.set_pusher_down(pusher_down)
         self._pusher_body.velocity = (float(delta[0] / self.dt), float(delta[1] / self.dt))
         self._space.step(self.dt)
         self._time += self.dt

@@ -101,6 +101,7 @@ class SceneProcess(DeviceProcess):
         tip = self._read_tip()
         self._physics.reset(self.seed, None if tip is None else tip[0])
         self._tip_placed = tip is not None
+        self._physics.set_pusher_down(tip is not None and tip[1])
         self._last_tip = tip
         self._period = 1.0 / self.config.physics_hz
         self._next_tick = now()
