@@ -1,0 +1,119 @@
+"""Policy checkpoints: our own format, safe to share, plus ``load_policy`` for inference.
+
+A checkpoint is ``torch.save`` of plain data only (tensors, dicts, lists, numbers, strings), so it loads
+with ``torch.load(weights_only=True)``: no pickled objects, nothing from the file is executed::
+
+    {
+      "format": "robot_stack.diffusion_policy", "version": 1,
+      "config": {...},                      # TaskConfig as a plain dict (task_config_to_dict)
+      "state_dicts": {
+        "model": {...},                     # DiffusionPolicy state dict (includes the fitted normalizer)
+        "ema_model": {...},                 # EMA weights, when training used EMA (preferred at inference)
+        "optimizer": {...},                 # only in latest.ckpt (needed to resume)
+      },
+      "train_state": {"global_step": int, "epoch": int, "val_loss": float | None, "train_loss": float, ...},
+    }
+
+Files are written to a temporary name, fsynced and renamed into place, so a crash or full disk during
+saving never replaces a good checkpoint with a truncated one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robot_stack.config import ConfigError
+from robot_stack.policy.config import TaskConfig, task_config_from_dict, task_config_to_dict
+from robot_stack.policy.diffusion_policy import DiffusionPolicy
+
+FORMAT = "robot_stack.diffusion_policy"
+VERSION = 1
+
+
+def save_checkpoint(
+    path: str | Path,
+    cfg: TaskConfig,
+    state_dicts: dict[str, dict[str, Any]],
+    train_state: dict[str, Any] | None = None,
+) -> Path:
+    """Atomically write a checkpoint (see the module docstring for the payload)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": task_config_to_dict(cfg),
+        "state_dicts": state_dicts,
+        "train_state": dict(train_state or {}),
+    }
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint payload with ``weights_only=True``; clear errors for missing/foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not our checkpoint"
+        raise ConfigError(
+            f"{path} is not a robot_stack checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            "A checkpoint from the original Diffusion Policy code must be converted first: "
+            "robot_stack.policy.original_checkpoint.import_original_checkpoint"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not a robot_stack Diffusion Policy checkpoint (no '{FORMAT}' format tag)")
+    if payload.get("version") != VERSION:
+        raise ConfigError(f"{path} has checkpoint version {payload.get('version')}; this code reads version {VERSION}")
+    return payload
+
+
+def policy_from_payload(payload: dict[str, Any], use_ema: bool = True) -> DiffusionPolicy:
+    """Rebuild the policy stored in a checkpoint payload (EMA weights when present and ``use_ema``)."""
+    cfg = task_config_from_dict(payload["config"])
+    policy = DiffusionPolicy(cfg.policy)
+    states = payload["state_dicts"]
+    state = states["ema_model"] if use_ema and "ema_model" in states else states["model"]
+    load_state_dict_checked(policy, state, "checkpoint")
+    return policy
+
+
+def load_policy(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True) -> DiffusionPolicy:
+    """Load a trained policy for inference: eval mode, on ``device``, EMA weights by default.
+
+    The returned ``DiffusionPolicy`` exposes ``n_obs_steps``, ``n_action_steps``, ``horizon``,
+    ``action_dim``, ``obs_shapes`` and ``predict_action``; its task config is ``policy.cfg``.
+    """
+    policy = policy_from_payload(load_checkpoint(path), use_ema=use_ema)
+    return policy.to(device).eval()
+
+
+def load_state_dict_checked(policy: DiffusionPolicy, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that lists what does not match."""
+    own = policy.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        raise ConfigError(
+            f"{source} weights do not fit the configured policy: "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}, "
+            f"shape mismatch {mismatched[:5]}{'...' if len(mismatched) > 5 else ''}"
+        )
+    policy.load_state_dict(state)

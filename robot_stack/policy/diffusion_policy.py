@@ -1,0 +1,151 @@
+"""Diffusion Policy: observation encoder + noise-prediction network + normalizer + noise schedulers.
+
+Interface (what the policy server relies on)::
+
+    policy.n_obs_steps, policy.n_action_steps, policy.horizon, policy.action_dim
+    policy.obs_shapes   # {"camera_0": (3, H, W), "robot_eef_pose": (D,), ...} per observation step
+    policy.predict_action(obs_dict) -> {"action": (B, n_action_steps, Da), "action_pred": (B, horizon, Da)}
+
+``obs_dict`` holds, for every key of ``obs_shapes``, a tensor (B, n_obs_steps, *shape), oldest step
+first: camera images float in [0, 1], RGB, channels first, already resized to the configured
+``image_size`` (use ``robot_stack.policy.frames.resize_frame`` so run time matches training); low-dim
+arrays may carry more columns than configured, the leading ``dims`` columns are used (same rule as the
+dataset). ``action_pred`` covers the whole horizon, whose step ``n_obs_steps - 1`` is the current
+observation step; ``action`` is the ``n_action_steps`` actions starting there (as in the original).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robot_stack.policy.config import PolicyConfig
+from robot_stack.policy.noise_schedulers import inference_scheduler, training_scheduler
+from robot_stack.policy.normalizer import LinearNormalizer
+from robot_stack.policy.obs_encoder import ObsEncoder
+from robot_stack.policy.transformer import TransformerForDiffusion
+from robot_stack.policy.unet import ConditionalUnet1D
+
+
+class DiffusionPolicy(nn.Module):
+    """A visuomotor Diffusion Policy built from a ``PolicyConfig``."""
+
+    def __init__(self, cfg: PolicyConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.horizon = cfg.horizon
+        self.n_obs_steps = cfg.n_obs_steps
+        self.n_action_steps = cfg.n_action_steps
+        self.action_dim = cfg.action_dim
+        self.obs_shapes: dict[str, tuple[int, ...]] = {k: (3, *cfg.image_size) for k in cfg.camera_keys}
+        self.obs_shapes.update({f.key: (f.dims,) for f in cfg.low_dim})
+        self.obs_encoder = ObsEncoder(cfg)
+        feat = self.obs_encoder.out_dim
+        if cfg.model == "unet":
+            self.model: nn.Module = ConditionalUnet1D(self.action_dim, feat * cfg.n_obs_steps, cfg.unet)
+        else:
+            self.model = TransformerForDiffusion(self.action_dim, feat, cfg.horizon, cfg.n_obs_steps, cfg.transformer)
+        dims = {k: 1 for k in cfg.camera_keys} | {f.key: f.dims for f in cfg.low_dim} | {"action": self.action_dim}
+        self.normalizer = LinearNormalizer(dims)
+        for key in cfg.camera_keys:
+            self.normalizer.set_image_range(key)
+        self.noise_scheduler = training_scheduler(cfg.noise_scheduler)
+        self.configure_inference(cfg.noise_scheduler.inference, cfg.noise_scheduler.num_inference_steps)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def configure_inference(self, sampler: str, num_inference_steps: int) -> None:
+        """Choose the sampler used by ``predict_action``: "ddim" (few steps) or "ddpm"."""
+        self.sampler = inference_scheduler(self.cfg.noise_scheduler, sampler, num_inference_steps)
+        self.sampler_name = sampler
+        self.num_inference_steps = num_inference_steps
+
+    def fit_normalizer(self, low_dim: Mapping[str, np.ndarray], action: np.ndarray) -> None:
+        """Fit min-max normalization of every low-dim key and the action on (training) data."""
+        for key in self.obs_encoder.low_dim_keys:
+            self.normalizer.fit(key, low_dim[key])
+        self.normalizer.fit("action", action)
+
+    # ---- training ----
+    def compute_loss(self, batch: Mapping, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Denoising loss on a batch ``{"obs": {key: (B, >=To, ...)}, "action": (B, horizon, Da)}``.
+
+        ``generator`` fixes noise and diffusion steps (validation uses one so losses are comparable).
+        """
+        action = self.normalizer.normalize("action", batch["action"])
+        cond = self._encode({k: batch["obs"][k] for k in self.obs_shapes})
+        b = action.shape[0]
+        noise = torch.randn(action.shape, generator=generator, device=action.device, dtype=action.dtype)
+        steps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=generator, device=action.device)
+        noisy = self.noise_scheduler.add_noise(action, noise, steps)
+        pred = self.model(noisy, steps, cond)
+        target = noise if self.noise_scheduler.config.prediction_type == "epsilon" else action
+        return F.mse_loss(pred, target)
+
+    # ---- inference ----
+    @torch.no_grad()
+    def predict_action(
+        self, obs_dict: Mapping[str, torch.Tensor | np.ndarray], generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Sample action sequences for a batch of observations (see the module docstring for shapes).
+
+        Raises ``ValueError`` for missing keys, wrong shapes, images outside [0, 1] or non-finite values,
+        and ``RuntimeError`` if the network produces non-finite actions.
+        """
+        obs = self._check_obs(obs_dict)
+        cond = self._encode(obs)
+        b = next(iter(obs.values())).shape[0]
+        x = torch.randn((b, self.horizon, self.action_dim), generator=generator, device=self.device)
+        for t in self.sampler.timesteps:
+            out = self.model(x, t.to(self.device), cond)
+            x = self.sampler.step(out, t, x, generator=generator).prev_sample
+        action_pred = self.normalizer.unnormalize("action", x)
+        if not torch.isfinite(action_pred).all():
+            raise RuntimeError("policy produced non-finite actions (NaN/inf); the checkpoint may be corrupt")
+        start = self.n_obs_steps - 1
+        return {"action": action_pred[:, start : start + self.n_action_steps], "action_pred": action_pred}
+
+    def _encode(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Normalize and encode the first ``n_obs_steps`` of each key into the network's condition."""
+        to = self.n_obs_steps
+        flat = {}
+        for key, value in obs.items():
+            value = value[:, :to, ..., : self.obs_shapes[key][0]] if len(self.obs_shapes[key]) == 1 else value[:, :to]
+            flat[key] = self.normalizer.normalize(key, value).reshape(-1, *value.shape[2:])
+        b = next(iter(obs.values())).shape[0]
+        features = self.obs_encoder(flat)
+        if isinstance(self.model, ConditionalUnet1D):
+            return features.reshape(b, -1)  # global condition (B, To * Do)
+        return features.reshape(b, to, -1)  # one condition token per observation step
+
+    def _check_obs(self, obs_dict: Mapping[str, torch.Tensor | np.ndarray]) -> dict[str, torch.Tensor]:
+        missing = [k for k in self.obs_shapes if k not in obs_dict]
+        if missing:
+            raise ValueError(f"observation is missing keys {missing}; the policy expects {sorted(self.obs_shapes)}")
+        out: dict[str, torch.Tensor] = {}
+        batch = None
+        for key, shape in self.obs_shapes.items():
+            value = torch.as_tensor(obs_dict[key])
+            if value.dtype == torch.uint8:
+                raise ValueError(f"'{key}': images must be float in [0, 1], not uint8 (divide by 255)")
+            value = value.to(self.device, torch.float32)
+            expected = f"(B, {self.n_obs_steps}, {', '.join(map(str, shape))})"
+            ok = value.ndim == 2 + len(shape) and value.shape[1] == self.n_obs_steps
+            ok = ok and (tuple(value.shape[2:]) == shape if len(shape) == 3 else value.shape[-1] >= shape[0])
+            if not ok:
+                raise ValueError(f"'{key}': expected shape {expected}, got {tuple(value.shape)}")
+            if batch is not None and value.shape[0] != batch:
+                raise ValueError(f"'{key}': batch size {value.shape[0]} differs from other keys ({batch})")
+            batch = value.shape[0]
+            if not torch.isfinite(value).all():
+                raise ValueError(f"'{key}' contains NaN or inf; refusing to act on it")
+            if len(shape) == 3 and (value.min() < 0.0 or value.max() > 1.0):
+                raise ValueError(f"'{key}': image values must be in [0, 1], got [{value.min():.3g}, {value.max():.3g}]")
+            out[key] = value
+        return out

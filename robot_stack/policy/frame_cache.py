@@ -1,0 +1,140 @@
+"""Decoded, resized, step-aligned camera frames for training, cached on disk.
+
+Training reads each image many times, so every camera's episode videos (``videos/<ep>/<cam>.mp4``) are
+decoded once with PyAV, resized to the policy's ``image_size`` and aligned to the replay-buffer steps,
+then stored as one ``(N, H, W, 3)`` uint8 ``.npy`` per camera and size, memory-mapped afterwards.
+
+Alignment: if ``videos/<ep>/<cam>.timestamps.npy`` and ``data/timestamp`` exist, each step takes the
+frame captured nearest its timestamp (``robot_stack.runtime.nearest_indices``, the runtime's own rule);
+otherwise frame ``i`` of the episode is step ``i``. The cache name carries a hash of the resolution, the
+episode boundaries, the step timestamps and each video's size and mtime, so re-recorded or added
+episodes rebuild it. The file is written under a temporary name and renamed into place, so an
+interrupted build never leaves a truncated cache behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from robot_stack.config import ConfigError
+from robot_stack.runtime import nearest_indices
+
+
+class DatasetError(ConfigError):
+    """The dataset on disk is missing something or is inconsistent; the message names the file."""
+
+
+def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an HxWx3 uint8 RGB frame to ``size`` (H, W) the way training data is prepared.
+
+    Use this at run time too (policy server), so the policy sees images processed exactly as in training.
+    """
+    h, w = size
+    if frame.shape[:2] == (h, w):
+        return frame
+    # INTER_AREA: proper anti-aliasing when shrinking, which is the common case (camera -> policy size).
+    return cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def decode_video(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """All frames of a video as (n, H, W, 3) uint8 RGB, resized to ``size`` (H, W)."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            frames = [resize_frame(f.to_ndarray(format="rgb24"), size) for f in container.decode(stream)]
+    except (av.FFmpegError, IndexError) as exc:
+        raise DatasetError(f"cannot decode video {path}: {exc}") from None
+    if not frames:
+        raise DatasetError(f"video {path} has no frames")
+    return np.stack(frames)
+
+
+def camera_frames(
+    root: Path,
+    camera: int,
+    size: tuple[int, int],
+    episode_ends: np.ndarray,
+    step_timestamps: np.ndarray | None,
+    cache_dir: Path,
+    show_progress: bool = True,
+) -> np.ndarray:
+    """Step-aligned frames of ``camera`` for the whole dataset, (N, H, W, 3) uint8, memory-mapped.
+
+    Builds the cache on first use (progress bar per episode); later calls just open it.
+    """
+    videos = [root / "videos" / str(ep) / f"{camera}.mp4" for ep in range(len(episode_ends))]
+    missing = [str(v) for v in videos if not v.is_file()]
+    if missing:
+        raise DatasetError(f"camera {camera}: missing video file(s) {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+    path = cache_dir / f"camera_{camera}_{size[0]}x{size[1]}_{_fingerprint(videos, size, episode_ends, step_timestamps)}.npy"
+    if not path.is_file():
+        _build(path, videos, size, episode_ends, step_timestamps, show_progress)
+    return np.load(path, mmap_mode="r")
+
+
+def _build(
+    path: Path,
+    videos: list[Path],
+    size: tuple[int, int],
+    episode_ends: np.ndarray,
+    step_timestamps: np.ndarray | None,
+    show_progress: bool,
+) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetError(f"cannot create frame cache folder {path.parent}: {exc}; set training.cache_dir") from None
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    n = int(episode_ends[-1]) if len(episode_ends) else 0
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size[0], size[1], 3))
+    try:
+        starts = np.concatenate([[0], episode_ends[:-1]]).astype(np.int64)
+        bar = tqdm(list(zip(videos, starts, episode_ends)), desc=f"caching {path.name}", unit="episode", disable=not show_progress)
+        for video, start, end in bar:
+            frames = decode_video(video, size)
+            out[start:end] = frames[_step_frames(video, frames.shape[0], start, int(end), step_timestamps)]
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _step_frames(video: Path, n_frames: int, start: int, end: int, step_timestamps: np.ndarray | None) -> np.ndarray:
+    """Index of the frame to use for each step of one episode."""
+    ts_file = video.with_name(video.stem + ".timestamps.npy")
+    if step_timestamps is not None and ts_file.is_file():
+        frame_ts = np.load(ts_file)
+        if len(frame_ts) != n_frames:
+            raise DatasetError(f"{ts_file} has {len(frame_ts)} timestamps but {video} has {n_frames} frames")
+        return nearest_indices(frame_ts, step_timestamps[start:end])
+    if n_frames < end - start:
+        raise DatasetError(
+            f"{video} has {n_frames} frames for an episode of {end - start} steps and no {ts_file.name} to align them"
+        )
+    return np.arange(end - start)
+
+
+def _fingerprint(videos: list[Path], size: tuple[int, int], episode_ends: np.ndarray, step_ts: np.ndarray | None) -> str:
+    h = hashlib.sha1()
+    files = []
+    for v in videos:
+        ts = v.with_name(v.stem + ".timestamps.npy")
+        for f in (v, ts):
+            st = f.stat() if f.exists() else None
+            files.append([f"{f.parent.name}/{f.name}", st.st_size if st else -1, st.st_mtime_ns if st else -1])
+    h.update(json.dumps({"size": list(size), "files": files}).encode())
+    h.update(np.ascontiguousarray(episode_ends, dtype=np.int64).tobytes())
+    if step_ts is not None:
+        h.update(np.ascontiguousarray(step_ts, dtype=np.float64).tobytes())
+    return h.hexdigest()[:12]
