@@ -1,0 +1,1 @@
+"""Policy serving: wire schema, ZeroMQ transport, observation assembly and receding-horizon execution."""

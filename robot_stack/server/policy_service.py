@@ -1,0 +1,143 @@
+"""``PolicyService``: what the policy server does with a request, independent of the transport.
+
+It wraps a policy object with the Diffusion Policy interface (``n_obs_steps``, ``n_action_steps``,
+``horizon``, ``action_dim``, ``obs_shapes``, ``predict_action(obs_dict)``), checks each observation against
+that interface (exact keys, shapes, float dtypes) before the policy sees it, and returns the first batch
+element's action chunk as float64 numpy. ``PolicyInfo`` is the interface as it travels to clients.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+
+from robot_stack.server.messages import MessageError
+
+
+class Policy(Protocol):
+    """The interface the server needs from a policy (``robot_stack.policy.DiffusionPolicy`` has it)."""
+
+    n_obs_steps: int
+    n_action_steps: int
+    horizon: int
+    action_dim: int
+    obs_shapes: Mapping[str, tuple[int, ...]]
+
+    def predict_action(self, obs_dict: Mapping[str, Any]) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    """A policy's interface: observation keys/shapes per step, history length, chunk length, action size.
+
+    ``obs_shapes`` values are ``(C, H, W)`` for cameras (keys ``camera_<i>``) and ``(D,)`` for low-dim keys
+    (the leading ``D`` columns are used). ``dt`` is the control period the policy was trained at, when
+    the checkpoint records it.
+    """
+
+    n_obs_steps: int
+    n_action_steps: int
+    horizon: int
+    action_dim: int
+    obs_shapes: dict[str, tuple[int, ...]]
+    dt: float | None = None
+
+    @classmethod
+    def of(cls, policy: Policy, dt: float | None = None) -> "PolicyInfo":
+        """The interface of a policy object."""
+        return cls(
+            n_obs_steps=int(policy.n_obs_steps),
+            n_action_steps=int(policy.n_action_steps),
+            horizon=int(policy.horizon),
+            action_dim=int(policy.action_dim),
+            obs_shapes={str(k): tuple(int(d) for d in v) for k, v in policy.obs_shapes.items()},
+            dt=dt,
+        )
+
+    def to_meta(self) -> dict[str, Any]:
+        """Plain-JSON form for an ``info`` message."""
+        return {
+            "n_obs_steps": self.n_obs_steps,
+            "n_action_steps": self.n_action_steps,
+            "horizon": self.horizon,
+            "action_dim": self.action_dim,
+            "obs_shapes": {k: list(v) for k, v in self.obs_shapes.items()},
+            "dt": self.dt,
+        }
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> "PolicyInfo":
+        """Parse an ``info`` message's meta (already type-checked by ``messages.decode``)."""
+        for key in ("n_obs_steps", "n_action_steps", "horizon", "action_dim"):
+            if not 1 <= meta[key] <= 10_000:
+                raise MessageError("bad_meta", f"info '{key}' must be in [1, 10000], got {meta[key]}")
+        shapes = meta["obs_shapes"]
+        parsed: dict[str, tuple[int, ...]] = {}
+        for key, shape in shapes.items():
+            ok = isinstance(shape, list) and len(shape) in (1, 3)
+            ok = ok and all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 100_000 for d in shape)
+            if not ok:
+                raise MessageError("bad_meta", f"info obs_shapes['{key}'] must be [C, H, W] or [D], got {shape!r:.80}")
+            parsed[key] = tuple(shape)
+        if not parsed:
+            raise MessageError("bad_meta", "info obs_shapes is empty")
+        dt = meta["dt"]
+        if dt is not None and not 0.0 < dt <= 10.0:
+            raise MessageError("bad_meta", f"info dt must be in (0, 10] s, got {dt}")
+        return cls(meta["n_obs_steps"], meta["n_action_steps"], meta["horizon"], meta["action_dim"], parsed,
+                   None if dt is None else float(dt))
+
+    def check_observation(self, obs: Mapping[str, np.ndarray]) -> None:
+        """Raise ``MessageError('bad_observation')`` unless ``obs`` has exactly this policy's keys and shapes.
+
+        Each value is one observation history (no batch axis): ``(n_obs_steps, *shape)``; low-dim arrays may
+        have more columns than used.
+        """
+        missing = sorted(set(self.obs_shapes) - set(obs))
+        unknown = sorted(set(obs) - set(self.obs_shapes))
+        if missing or unknown:
+            raise MessageError("bad_observation", f"observation keys: missing {missing}, unexpected {unknown}")
+        for key, shape in self.obs_shapes.items():
+            value = obs[key]
+            if value.dtype.kind != "f":
+                raise MessageError("bad_observation", f"'{key}' must be float (images in [0, 1]), got {value.dtype}")
+            want = f"({self.n_obs_steps}, {', '.join(map(str, shape))})"
+            ok = value.ndim == 1 + len(shape) and value.shape[0] == self.n_obs_steps
+            ok = ok and (value.shape[1:] == shape if len(shape) == 3 else value.shape[-1] >= shape[0])
+            if not ok:
+                raise MessageError("bad_observation", f"'{key}' must have shape {want}, got {value.shape}")
+
+
+class PolicyService:
+    """Serves one policy: ``info()`` and ``infer(obs)``; used by ``PolicyServer`` (local and remote mode)."""
+
+    def __init__(self, policy: Policy, dt: float | None = None):
+        self.policy = policy
+        self.info = PolicyInfo.of(policy, dt)
+
+    def infer(self, obs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, float]:
+        """Run the policy on one observation history; returns (actions (n_action_steps, Da), seconds taken).
+
+        Raises ``MessageError`` for observations that do not fit the policy, and whatever the policy raises
+        (``ValueError`` for bad values, ``RuntimeError`` for non-finite outputs).
+        """
+        self.info.check_observation(obs)
+        # Batch of one; copies, since decoded arrays are read-only views of the received frames.
+        batch = {key: np.array(value, dtype=np.float32)[None] for key, value in obs.items()}
+        t0 = time.perf_counter()
+        out = self.policy.predict_action(batch)
+        elapsed = time.perf_counter() - t0
+        action = _to_numpy(out["action"])
+        expected = (1, self.info.n_action_steps, self.info.action_dim)
+        if action.shape != expected:
+            raise RuntimeError(f"policy returned actions of shape {action.shape}, its interface says {expected}")
+        return action[0].astype(np.float64), elapsed
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):  # torch tensor
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
