@@ -1,0 +1,419 @@
+"""``ReplayBuffer``: episodes of per-step arrays in a zarr store (format 2, the Diffusion Policy layout).
+
+Layout (readable by the original Diffusion Policy tooling)::
+
+    replay_buffer.zarr/
+      data/<key>          (N, ...)  every step of every episode, concatenated
+      meta/episode_ends   (E,) int64  cumulative end index of each episode
+
+Crash safety. ``meta/episode_ends`` is the commit record: a step belongs to the dataset only once an
+episode end covers it. ``add_episode`` appends the rows to every ``data/`` array first, flushes them to
+disk, and writes the new episode end last. zarr's local store replaces every chunk and metadata file by
+write-to-temp-and-rename, so a chunk shared by the last complete episode and the new one is either the old
+file or the new file (which carries the old rows unchanged) — never a torn mix. Therefore a crash, SIGKILL,
+Ctrl-C or full disk at any point leaves the earlier episodes intact plus, at worst, trailing rows that no
+episode covers; opening the buffer for writing truncates those (and says so), opening read-only ignores them.
+A failed write (e.g. ``OSError`` ENOSPC) is rolled back at once. Ctrl-C/SIGTERM arriving during an update
+is held until the update is complete (milliseconds): an interrupted zarr call keeps writing in zarr's I/O
+thread and could land after the rollback.
+
+``episode_ends`` slots beyond the current length are kept at zero (``drop_last_episode`` zeroes the slot
+before shrinking), because zarr keeps stale values inside a partially used chunk: a crash between growing
+``episode_ends`` and writing the new end then reads as end 0, which validation rejects, rather than as the
+end of a previously dropped episode.
+
+One writer at a time: a write-mode open takes an exclusive lock file inside the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Iterator, Literal, Mapping
+
+import numpy as np
+import zarr
+
+from robot_stack.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+OpenMode = Literal["r", "r+", "a"]
+
+# Rows per chunk are chosen so a chunk holds about this many bytes: whole-episode reads touch few files,
+# and rewriting the chunk shared with the previous episode stays cheap.
+_CHUNK_BYTES = 1 << 20
+_ENDS_CHUNK = 1024
+_LOCK_NAME = ".writer.lock"
+
+
+class ReplayBufferError(ConfigError):
+    """The store is not a replay buffer, is locked by another writer, or an episode is malformed."""
+
+
+class EpisodeWriteError(RuntimeError):
+    """Writing an episode failed (e.g. disk full); the buffer still holds every earlier episode."""
+
+
+class ReplayBuffer:
+    """Episodes of per-step arrays in a zarr v2 store; see the module docstring for the crash guarantees."""
+
+    def __init__(self, path: Path, group: zarr.Group, writable: bool, lock_fd: int | None):
+        """Use ``ReplayBuffer.create`` or ``ReplayBuffer.open``."""
+        self.path = path
+        self.writable = writable
+        self._group = group
+        self._lock_fd = lock_fd
+        self._data = group["data"]
+        self._ends_array = group["meta/episode_ends"]
+        self._ends = np.zeros(0, dtype=np.int64)
+        self._recover()
+
+    # -- construction ------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, overwrite: bool = False) -> "ReplayBuffer":
+        """Create an empty buffer at ``path`` (refuses to replace an existing one unless ``overwrite``)."""
+        path = Path(path)
+        if path.is_file() or (path.is_dir() and any(path.iterdir())):
+            if not overwrite:
+                raise ReplayBufferError(f"{path} already exists; open it to append, or choose another path")
+            _unlock(_lock(path))  # refuse to wipe a buffer that another process is writing
+        group = zarr.open_group(str(path), mode="w", zarr_format=2)
+        group.create_group("data")
+        group.create_group("meta").create_array(
+            "episode_ends", shape=(0,), chunks=(_ENDS_CHUNK,), dtype=np.int64, fill_value=0
+        )
+        lock_fd = _lock(path)
+        return cls(path, group, writable=True, lock_fd=lock_fd)
+
+    @classmethod
+    def open(cls, path: str | Path, mode: OpenMode = "r") -> "ReplayBuffer":
+        """Open an existing buffer: ``'r'`` read-only, ``'r+'`` read/write, ``'a'`` read/write creating it if missing.
+
+        A write-mode open recovers from an interrupted write (truncating rows of an incomplete episode and
+        logging it); a read-only open just ignores such rows.
+        """
+        path = Path(path)
+        if mode not in ("r", "r+", "a"):
+            raise ValueError(f"mode must be 'r', 'r+' or 'a', got {mode!r}")
+        if not path.exists():
+            if mode == "a":
+                return cls.create(path)
+            raise ReplayBufferError(f"no replay buffer at {path}")
+        writable = mode != "r"
+        lock_fd = _lock(path) if writable else None
+        try:
+            group = zarr.open_group(str(path), mode="r+" if writable else "r", zarr_format=2)
+            if "data" not in group or "meta/episode_ends" not in group:
+                raise ReplayBufferError(f"{path} is not a replay buffer (needs data/ and meta/episode_ends)")
+            return cls(path, group, writable=writable, lock_fd=lock_fd)
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            _unlock(lock_fd)
+            if isinstance(exc, ReplayBufferError):
+                raise
+            raise ReplayBufferError(f"{path} is not a readable zarr v2 replay buffer: {exc}") from None
+        except BaseException:
+            _unlock(lock_fd)
+            raise
+
+    def close(self) -> None:
+        """Release the writer lock (the store itself needs no closing)."""
+        _unlock(self._lock_fd)
+        self._lock_fd = None
+
+    def __enter__(self) -> "ReplayBuffer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading -----------------------------------------------------------------------------------------
+    @property
+    def n_episodes(self) -> int:
+        """Number of complete episodes."""
+        return len(self._ends)
+
+    @property
+    def n_steps(self) -> int:
+        """Number of steps in complete episodes."""
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    @property
+    def episode_ends(self) -> np.ndarray:
+        """(E,) int64 cumulative end index of each episode (a copy)."""
+        return self._ends.copy()
+
+    @property
+    def episode_lengths(self) -> np.ndarray:
+        """(E,) int64 number of steps of each episode."""
+        return np.diff(self._ends, prepend=0)
+
+    @property
+    def keys(self) -> list[str]:
+        """Sorted names of the per-step arrays under ``data/``."""
+        return sorted(self._data.array_keys())
+
+    def get_episode_slice(self, index: int) -> slice:
+        """Row range of episode ``index`` (negative counts from the end) in the ``data/`` arrays."""
+        i = self._episode_index(index)
+        start = int(self._ends[i - 1]) if i > 0 else 0
+        return slice(start, int(self._ends[i]))
+
+    def get_episode(self, index: int, keys: list[str] | None = None) -> dict[str, np.ndarray]:
+        """All per-step arrays of episode ``index`` (or only ``keys``), read from disk."""
+        rows = self.get_episode_slice(index)
+        names = self.keys if keys is None else keys
+        missing = [k for k in names if k not in self._data]
+        if missing:
+            raise KeyError(f"no data/{missing[0]} in {self.path}; keys are {self.keys}")
+        return {k: np.asarray(self._data[k][rows]) for k in names}
+
+    # -- writing -----------------------------------------------------------------------------------------
+    def add_episode(self, data: Mapping[str, np.ndarray]) -> int:
+        """Append one episode (``key -> (T, ...)`` arrays, same ``T``) atomically; returns its index.
+
+        On any failure (``OSError`` such as a full disk raises ``EpisodeWriteError``; ``KeyboardInterrupt``
+        propagates) the partial rows are rolled back as far as possible and every earlier episode is intact.
+        """
+        self._require_writable()
+        episode = self._validate_episode(data)
+        index, start = self.n_episodes, self.n_steps
+        end = start + len(next(iter(episode.values())))
+        with _deferred_interrupts():
+            try:
+                arrays = self._prepare_arrays(episode)
+                for key, values in episode.items():
+                    arrays[key].resize((end, *values.shape[1:]))
+                    _write_rows(arrays[key], start, values)
+                for key in episode:
+                    self._fsync_rows(arrays[key], start, end)
+                # Commit point: the episode exists once its end is on disk.
+                self._ends_array.resize((index + 1,))
+                self._ends_array[index] = end
+                self._fsync_rows(self._ends_array, index, index + 1)
+            except BaseException as exc:
+                self._rollback(index, start)
+                if isinstance(exc, OSError):
+                    reason = "disk full" if exc.errno == errno.ENOSPC else str(exc)
+                    raise EpisodeWriteError(
+                        f"could not save episode {index} to {self.path} ({reason}); "
+                        f"the buffer still holds its {self.n_episodes} earlier episode(s)"
+                    ) from exc
+                raise
+            self._ends = np.append(self._ends, np.int64(end))
+        return index
+
+    def drop_last_episode(self) -> None:
+        """Remove the last episode (its rows are truncated from every ``data/`` array)."""
+        self._require_writable()
+        if not self.n_episodes:
+            raise IndexError(f"{self.path} has no episode to drop")
+        last = self.n_episodes - 1
+        start = int(self._ends[last - 1]) if last > 0 else 0
+        with _deferred_interrupts():
+            # Zero the slot first (see module docstring): from here on the episode is gone even after a crash.
+            self._ends_array[last] = 0
+            self._ends_array.resize((last,))
+            self._ends = self._ends[:last].copy()
+            for key in self.keys:
+                arr = self._data[key]
+                arr.resize((start, *arr.shape[1:]))
+
+    # -- internals ---------------------------------------------------------------------------------------
+    def _episode_index(self, index: int) -> int:
+        n = self.n_episodes
+        i = index + n if index < 0 else index
+        if not 0 <= i < n:
+            raise IndexError(f"episode {index} out of range: {self.path} has {n} episode(s)")
+        return i
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise ReplayBufferError(f"{self.path} is open read-only; open it with mode 'r+' or 'a' to write")
+
+    def _validate_episode(self, data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not data:
+            raise ReplayBufferError("an episode needs at least one data key")
+        episode = {str(k): np.asarray(v) for k, v in data.items()}
+        lengths = {k: (v.shape[0] if v.ndim else None) for k, v in episode.items()}
+        if any(n is None for n in lengths.values()) or len(set(lengths.values())) != 1:
+            raise ReplayBufferError(f"every episode array needs the same number of steps (first axis), got {lengths}")
+        if not next(iter(lengths.values())):
+            raise ReplayBufferError("refusing to add an empty episode (0 steps)")
+        existing = set(self.keys)
+        if self.n_episodes and existing != set(episode):
+            raise ReplayBufferError(
+                f"episode keys must match the buffer's: missing {sorted(existing - set(episode))}, "
+                f"unexpected {sorted(set(episode) - existing)}"
+            )
+        for key, values in episode.items():
+            if values.dtype.hasobject:
+                raise ReplayBufferError(f"data/{key}: object arrays cannot be stored; convert to a numeric dtype")
+            if key not in existing or not self.n_episodes:
+                continue
+            arr = self._data[key]
+            if values.shape[1:] != arr.shape[1:]:
+                raise ReplayBufferError(f"data/{key}: step shape {values.shape[1:]} does not match the buffer's {arr.shape[1:]}")
+            if not np.can_cast(values.dtype, arr.dtype, casting="same_kind"):
+                raise ReplayBufferError(f"data/{key}: cannot store {values.dtype} values in a {arr.dtype} array")
+        return episode
+
+    def _prepare_arrays(self, episode: dict[str, np.ndarray]) -> dict[str, zarr.Array]:
+        """The target array of every key, creating arrays while the buffer is still empty."""
+        if not self.n_episodes:  # arrays left by an interrupted first episode are replaced if they differ
+            for key in self.keys:
+                arr, new = self._data[key], episode.get(key)
+                if new is None or arr.shape[1:] != new.shape[1:] or arr.dtype != new.dtype:
+                    del self._data[key]
+        arrays = {}
+        for key, values in episode.items():
+            if key not in self._data:
+                row_bytes = max(1, values[0].nbytes)
+                rows = int(max(1, min(_CHUNK_BYTES // row_bytes, 1 << 17)))
+                self._data.create_array(
+                    key, shape=(0, *values.shape[1:]), chunks=(rows, *values.shape[1:]), dtype=values.dtype
+                )
+            arrays[key] = self._data[key]
+        return arrays
+
+    def _rollback(self, index: int, start: int) -> None:
+        """Undo a failed ``add_episode`` as far as the disk allows, then resync with what is on disk."""
+        try:
+            if self._ends_array.shape[0] > index:
+                self._ends_array[index:] = 0
+                self._ends_array.resize((index,))
+            for key in self.keys:
+                arr = self._data[key]
+                if arr.shape[0] > start:
+                    arr.resize((start, *arr.shape[1:]))
+        except BaseException as exc:  # noqa: BLE001 - e.g. still no space; the next open recovers
+            log.warning("could not fully roll back the failed episode in %s (%s); it will be recovered on the next open", self.path, exc)
+        self._load_ends(log_recovery=False)
+
+    def _recover(self) -> None:
+        """Validate the store; in write mode, remove leftovers of an interrupted write."""
+        raw_len, dropped_rows = self._load_ends(log_recovery=True)
+        if not self.writable:
+            return
+        valid = self.n_episodes
+        if raw_len > valid:
+            self._ends_array[valid:] = 0
+            self._ends_array.resize((valid,))
+        for key in self.keys:
+            arr = self._data[key]
+            if arr.shape[0] > self.n_steps:
+                arr.resize((self.n_steps, *arr.shape[1:]))
+        for partial in self.path.rglob("*.partial"):  # temp files of a write killed mid-chunk
+            partial.unlink(missing_ok=True)
+        if raw_len > valid or dropped_rows:
+            log.warning("%s: recovered to the last complete episode (%d episodes, %d steps)", self.path, valid, self.n_steps)
+
+    def _load_ends(self, log_recovery: bool) -> tuple[int, int]:
+        """Read the committed episode ends; returns (stored length, rows beyond the last complete episode)."""
+        raw = np.asarray(self._ends_array[:], dtype=np.int64)
+        lengths = [self._data[k].shape[0] for k in self.keys]
+        limit = min(lengths) if lengths else 0
+        valid = 0
+        previous = 0
+        for end in raw:  # the longest prefix of strictly increasing ends that the data covers
+            if end <= previous or end > limit:
+                break
+            previous = int(end)
+            valid += 1
+        self._ends = raw[:valid].copy()
+        extra = max(lengths, default=0) - self.n_steps
+        if log_recovery and (valid < len(raw) or extra):
+            action = "ignoring" if not self.writable else "discarding"
+            log.warning(
+                "%s: an earlier write was interrupted; %s %d incomplete episode record(s) and %d trailing row(s)",
+                self.path, action, len(raw) - valid, extra,
+            )
+        return len(raw), extra
+
+    def _fsync_rows(self, arr: zarr.Array, start: int, stop: int) -> None:
+        """Flush the chunk files holding rows ``start:stop`` and the array metadata to stable storage."""
+        folder = self.path / arr.path
+        rows = arr.chunks[0]
+        tail = [".0"] * (arr.ndim - 1)
+        names = [".zarray"] + [str(c) + "".join(tail) for c in range(start // rows, (stop - 1) // rows + 1)]
+        for name in names:
+            _fsync_path(folder / name)
+        _fsync_path(folder)
+
+
+def _write_rows(arr: zarr.Array, start: int, values: np.ndarray) -> None:
+    """Write ``values`` at rows ``start:`` one chunk per call.
+
+    A multi-chunk write runs its chunks concurrently, and when one fails the others keep going in zarr's
+    I/O thread; one chunk at a time means nothing is still in flight when a failure reaches the caller.
+    """
+    rows = arr.chunks[0]
+    a = start
+    while a < start + len(values):
+        b = min((a // rows + 1) * rows, start + len(values))
+        arr[a:b] = values[a - start : b - start]
+        a = b
+
+
+@contextlib.contextmanager
+def _deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C/SIGTERM until the block is done, then deliver them.
+
+    An interrupt that abandons a zarr call does not stop the write: it finishes later in zarr's I/O thread,
+    possibly after our rollback. Deferring keeps every store update whole (a save takes milliseconds).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are only delivered to the main thread
+        return
+    received: list[tuple[int, object]] = []
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in handlers:
+        signal.signal(sig, lambda signum, frame: received.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        for signum, frame in received[:1]:
+            handler = handlers[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
+
+
+def _fsync_path(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:  # an all-fill chunk is not stored at all
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _lock(path: Path) -> int:
+    """Take the exclusive writer lock of the store at ``path`` (created if needed)."""
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise ReplayBufferError(f"{path} is already open for writing by pid {holder}; close that first") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing releases the flock
