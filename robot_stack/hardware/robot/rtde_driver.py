@@ -1,0 +1,178 @@
+"""``RTDEDriver``: the real UR arm over ur_rtde (``RTDEReceiveInterface`` + ``RTDEControlInterface``).
+
+ur_rtde reports problems as bare ``RuntimeError("read: End of file")``-style messages from deep inside the
+C++ library, and blocks for a long time on an unroutable IP. So ``connect`` first checks that the
+controller's dashboard (29999) and RTDE (30004) ports accept a TCP connection within ``connect_timeout``,
+then opens the interfaces, translating every failure into a ``RobotError`` subclass that names the IP/port
+and what to check on the robot.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any, Sequence
+
+import numpy as np
+
+from robot_stack.hardware.robot.config import RobotConfig
+from robot_stack.hardware.robot.interface import (
+    ProtectiveStopError,
+    RemoteControlError,
+    RobotConnectionError,
+    RobotDriver,
+    RobotError,
+)
+
+log = logging.getLogger(__name__)
+
+DASHBOARD_PORT = 29999
+RTDE_PORT = 30004  # fixed by the UR controller; ur_rtde cannot use another
+
+_CHECKLIST = (
+    "check that the robot controller is powered on and booted, that robot_ip in the rig file matches the "
+    "pendant (Settings > System > Network), and that this PC is on the same subnet (try `ping {ip}`)"
+)
+
+
+def check_reachable(ip: str, port: int, timeout: float) -> None:
+    """Raise ``RobotConnectionError`` unless ``ip:port`` accepts a TCP connection within ``timeout`` s."""
+    try:
+        with socket.create_connection((ip, port), timeout=timeout):
+            return
+    except socket.timeout:
+        why = f"no answer within {timeout:g} s"
+    except ConnectionRefusedError:
+        why = "connection refused (host is up but nothing listens on that port)"
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+    raise RobotConnectionError(f"cannot reach the UR controller at {ip}:{port}: {why}; " + _CHECKLIST.format(ip=ip))
+
+
+class RTDEDriver(RobotDriver):
+    """UR arm over RTDE. Construct with the rig's ``RobotConfig`` (driver: rtde), then ``connect()``."""
+
+    def __init__(self, config: RobotConfig):
+        self.config = config
+        self.ip = config.robot_ip
+        self._receive: Any = None
+        self._control: Any = None
+
+    # -- connection ----------------------------------------------------------------------------------------
+    def connect(self) -> None:
+        import rtde_control
+        import rtde_receive
+
+        ip, freq = self.ip, float(self.config.frequency)
+        for port in (DASHBOARD_PORT, RTDE_PORT):
+            check_reachable(ip, port, self.config.connect_timeout)
+        try:
+            self._receive = rtde_receive.RTDEReceiveInterface(ip, freq)
+        except (RuntimeError, ValueError) as exc:
+            raise RobotConnectionError(
+                f"RTDE receive interface could not connect to {ip}:{RTDE_PORT} ({exc}); " + _CHECKLIST.format(ip=ip)
+            ) from None
+        self._check_not_stopped("before connecting the control interface")
+        try:
+            self._control = rtde_control.RTDEControlInterface(ip, freq)
+        except (RuntimeError, ValueError) as exc:
+            self.disconnect()
+            raise _control_error(ip, exc) from None
+        try:
+            self._control.setTcp(list(self.config.tcp_offset))
+            if self.config.payload_mass is not None:
+                self._control.setPayload(self.config.payload_mass, list(self.config.payload_cog))
+        except (RuntimeError, ValueError) as exc:
+            self.disconnect()
+            raise RobotError(f"robot at {ip} rejected the TCP offset / payload from the rig file: {exc}") from None
+        log.info("connected to UR at %s (RTDE %g Hz)", ip, freq)
+
+    def _check_not_stopped(self, when: str) -> None:
+        if self._receive.isEmergencyStopped():
+            self.disconnect()
+            raise ProtectiveStopError(
+                f"robot at {self.ip} is emergency-stopped ({when}): release the e-stop button, then re-enable the "
+                "arm on the pendant"
+            )
+        if self._receive.isProtectiveStopped():
+            self.disconnect()
+            raise ProtectiveStopError(
+                f"robot at {self.ip} is in protective stop ({when}): find the cause on the pendant's log, move the "
+                "arm clear, and press 'Unlock protective stop'"
+            )
+
+    def disconnect(self) -> None:
+        for iface in (self._control, self._receive):
+            if iface is not None:
+                try:
+                    iface.disconnect()
+                except RuntimeError as exc:  # already gone; nothing left to release
+                    log.debug("disconnect: %s", exc)
+        self._control = self._receive = None
+
+    def _ctrl(self) -> Any:
+        if self._control is None:
+            raise RobotError(f"not connected to the robot at {self.ip}: call connect() first")
+        return self._control
+
+    def _recv(self) -> Any:
+        if self._receive is None:
+            raise RobotError(f"not connected to the robot at {self.ip}: call connect() first")
+        return self._receive
+
+    # -- commands ------------------------------------------------------------------------------------------
+    def servo_l(
+        self, pose: Sequence[float], speed: float, accel: float, dt: float, lookahead_time: float, gain: float
+    ) -> bool:
+        return bool(self._ctrl().servoL(list(map(float, pose)), speed, accel, dt, lookahead_time, gain))
+
+    def servo_stop(self, decel: float) -> None:
+        self._ctrl().servoStop(decel)
+
+    def stop_l(self, decel: float) -> None:
+        self._ctrl().stopL(decel)
+
+    def stop_script(self) -> None:
+        self._ctrl().stopScript()
+
+    # -- state ---------------------------------------------------------------------------------------------
+    def get_actual_tcp_pose(self) -> np.ndarray:
+        return np.asarray(self._recv().getActualTCPPose(), dtype=np.float64)
+
+    def get_actual_q(self) -> np.ndarray:
+        return np.asarray(self._recv().getActualQ(), dtype=np.float64)
+
+    def get_actual_qd(self) -> np.ndarray:
+        return np.asarray(self._recv().getActualQd(), dtype=np.float64)
+
+    def get_actual_tcp_speed(self) -> np.ndarray:
+        return np.asarray(self._recv().getActualTCPSpeed(), dtype=np.float64)
+
+    def get_target_tcp_pose(self) -> np.ndarray:
+        return np.asarray(self._recv().getTargetTCPPose(), dtype=np.float64)
+
+    def get_timestamp(self) -> float:
+        return float(self._recv().getTimestamp())
+
+    def is_protective_stopped(self) -> bool:
+        recv = self._recv()
+        return bool(recv.isProtectiveStopped() or recv.isEmergencyStopped())
+
+
+def _control_error(ip: str, exc: Exception) -> RobotError:
+    """Translate an ``RTDEControlInterface`` constructor failure into an actionable error."""
+    text = str(exc)
+    if "remote control" in text.lower():
+        return RemoteControlError(
+            f"robot at {ip} is in local mode: enable Remote Control (pendant: Settings > System > Remote Control) "
+            f"and switch the pendant to 'Remote' (top-right icon) ({text})"
+        )
+    if "control script" in text.lower() or "program" in text.lower():
+        return RobotError(
+            f"robot at {ip} did not start the ur_rtde control script ({text}): power the arm on and release the "
+            "brakes on the pendant, clear any protective stop, and make sure no other program holds the arm"
+        )
+    return RobotConnectionError(
+        f"RTDE control interface could not connect to {ip} (dashboard {DASHBOARD_PORT}, RTDE {RTDE_PORT}, "
+        f"script port 30002/30003) ({text}); " + _CHECKLIST.format(ip=ip)
+    )
