@@ -100,11 +100,15 @@ class ExpertTeleop:
     def reset(self, seed: int) -> None:
         """Forget the current plan and reseed the random choices (call at each episode start)."""
         self._rng = np.random.default_rng(seed)
+        self._forget_plan()
+
+    def _forget_plan(self) -> None:
         self._mode = "approach"
         self._contact: int | None = None
         self._side: int | None = None
         self._target: np.ndarray | None = None
         self._last_time: float | None = None
+        self._episode: int | None = None
 
     def next_target(self, scene_state: Mapping[str, np.ndarray],
                     robot_state: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
@@ -120,10 +124,14 @@ class ExpertTeleop:
         tip = np.asarray(state["pusher_xy"] if tip is None else tip, dtype=np.float64)
         if not (np.all(np.isfinite(pose)) and np.all(np.isfinite(tip))):
             raise ValueError(f"scene state has non-finite values: block_pose {pose}, tip {tip}")
+        if self._episode is not None and int(state["episode"]) != self._episode:
+            self._forget_plan()  # the scene was reset under us: plan afresh (the random stream continues)
+        self._episode = int(state["episode"])
         now = float(state["timestamp"])
+        # Carrot speed is per second of scene time; a repeated state (dt 0) leaves the target where it is.
         dt = self.config.control_dt if self._last_time is None else min(max(now - self._last_time, 0.0), 0.5)
         self._last_time = now
-        if self._target is None or dt == 0.0:
+        if self._target is None:
             self._target = tip.copy()
         if bool(state["success"]):
             self._mode, self._contact = "done", None
