@@ -77,7 +77,7 @@ def test_next_target_is_a_base_frame_xy_near_the_tip():
     state = physics.reset(0)
     tcp = np.array([*CFG.table_to_base(state["pusher_xy"]), CFG.push_z, 0.0, np.pi, 0.0])
     for _ in range(30):
-        target = expert.next_target(state, {"ActualTCPPose": tcp})
+        target = expert.next_target(state, {"actual_tcp_pose": tcp})
         assert target.shape == (2,) and np.all(np.isfinite(target))
         lead = np.linalg.norm(CFG.base_to_table(target) - state["pusher_xy"])
         assert lead <= expert.config.max_lead + 1e-9

@@ -18,7 +18,7 @@ def test_rig_yaml_scene_section_loads():
     cfg = load_dataclass(SceneConfig, data["scene"], "scene")
     assert cfg.table_size == (0.5, 0.5)
     assert cfg.goal_pose[2] == pytest.approx(np.pi / 4)
-    assert cfg.robot_pose_key == "ActualTCPPose"
+    assert cfg.robot_pose_key == "actual_tcp_pose"
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,12 @@ from robot_stack.sim.pusht import PushTPhysics, SceneConfig, SceneProcess
 from robot_stack.sim.pusht.render import BLOCK
 
 CFG = SceneConfig(table_center=(0.45, 0.05))
-ROBOT_SPEC = {"ActualTCPPose": ((6,), np.float64), "timestamp": ((), np.float64)}
+ROBOT_SPEC = {"actual_tcp_pose": ((6,), np.float64), "timestamp": ((), np.float64)}
 
 
 def _tcp(table_xy, z=None):
     x, y = CFG.table_to_base(np.asarray(table_xy, dtype=float))
-    return {"ActualTCPPose": np.array([x, y, CFG.push_z if z is None else z, 0.0, np.pi, 0.0]), "timestamp": now()}
+    return {"actual_tcp_pose": np.array([x, y, CFG.push_z if z is None else z, 0.0, np.pi, 0.0]), "timestamp": now()}
 
 
 def _wait_for(predicate, scene, timeout=5.0):
@@ -94,7 +94,7 @@ def test_tip_is_lifted_until_the_robot_publishes_and_ignores_nan(robot):
         state = _wait_for(lambda s: bool(s["pusher_down"]), scene)
         assert np.allclose(state["pusher_xy"], [0.1, 0.2])
         bad = _tcp([0.0, 0.0])
-        bad["ActualTCPPose"][0] = np.nan
+        bad["actual_tcp_pose"][0] = np.nan
         robot.put(bad)
         time.sleep(0.1)
         state = scene.get_state()
@@ -102,6 +102,6 @@ def test_tip_is_lifted_until_the_robot_publishes_and_ignores_nan(robot):
 
 
 def test_wrong_robot_pose_key_is_a_clear_error(robot):
-    cfg = SceneConfig(robot_pose_key="actual_tcp_pose")
+    cfg = SceneConfig(robot_pose_key="ActualTCPPose")
     with pytest.raises(KeyError, match="robot_pose_key"):
         SceneProcess(cfg, robot)

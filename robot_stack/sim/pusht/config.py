@@ -55,7 +55,7 @@ class SceneConfig:
     # cross a wall are redrawn).
     reset_margin: float = 0.1
     # Key of the actual TCP pose [x, y, z, rx, ry, rz] in the robot controller's state ring buffer.
-    robot_pose_key: str = "ActualTCPPose"
+    robot_pose_key: str = "actual_tcp_pose"
 
     def __post_init__(self) -> None:
         for name in ("pusher_radius", "bar_length", "bar_thickness", "stem_length", "block_mass",
