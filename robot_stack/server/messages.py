@@ -165,7 +165,8 @@ def _wire_array(name: str, value: Any) -> np.ndarray:
             "bad_dtype", f"array '{name}' has dtype {arr.dtype}; allowed: {', '.join(sorted(ALLOWED_DTYPES))}"
         )
     # The wire is little-endian C order whatever the sender's memory layout.
-    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+    # (astype, not ascontiguousarray: that turns 0-d arrays into 1-d ones.)
+    return arr.astype(arr.dtype.newbyteorder("<"), order="C", copy=False)
 
 
 # -- decoding --------------------------------------------------------------------------------------------

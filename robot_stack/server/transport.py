@@ -249,7 +249,7 @@ class PolicyClient:
         self.limits = limits
         self.late_replies = 0
         self._ids = itertools.count(1)
-        self._in_flight: tuple[int, str, float] | None = None  # (id, kind, t_sent)
+        self._in_flight: tuple[int, float, float] | None = None  # (id, t_obs sent, t_sent)
         self._ctx = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
         _configure(self._sock, self.endpoint, limits)
@@ -264,7 +264,7 @@ class PolicyClient:
 
     def info(self, timeout: float | None = None) -> PolicyInfo:
         """The served policy's interface (blocking)."""
-        self._send("info_request", {}, {}, self._timeout(timeout))
+        self._send("info_request", {}, {}, self._timeout(timeout), t_obs=float("nan"))
         reply = self._wait(self._timeout(timeout))
         if reply.kind != "info":
             raise RemoteError("bad_reply", f"expected an info reply, got {reply.kind!r}")
@@ -276,7 +276,7 @@ class PolicyClient:
         Raises ``PolicyTimeout`` if the server is unreachable, ``MessageError`` if ``obs`` is not sendable
         (e.g. NaN), ``RuntimeError`` if a request is already in flight.
         """
-        return self._send("infer", {"t_obs": float(t_obs)}, dict(obs), timeout)
+        return self._send("infer", {"t_obs": float(t_obs)}, dict(obs), timeout, t_obs=float(t_obs))
 
     def poll(self, timeout: float = 0.0) -> ActionChunk | None:
         """The in-flight request's action chunk if it arrives within ``timeout`` s, else ``None``.
@@ -285,17 +285,19 @@ class PolicyClient:
         """
         if self._in_flight is None:
             raise RuntimeError("poll() without a submitted request")
-        rid, _, t_sent = self._in_flight
+        rid, t_obs, t_sent = self._in_flight
         reply = self._wait(timeout, raise_timeout=False)
         if reply is None:
             return None
         if reply.kind != "action":
             raise RemoteError("bad_reply", f"expected an action reply, got {reply.kind!r}")
+        if reply.meta["t_obs"] != t_obs:
+            # Timestamps are ours: a reply must not move the plan in time.
+            raise RemoteError("bad_reply", f"reply is for t_obs={reply.meta['t_obs']}, the request had {t_obs}")
         actions = reply.arrays["action"]
         if actions.ndim != 2:
             raise RemoteError("bad_reply", f"action chunk must be (steps, dims), got shape {actions.shape}")
-        return ActionChunk(rid, actions.astype(np.float64), float(reply.meta["t_obs"]), t_sent, now(),
-                           float(reply.meta["inference_s"]))
+        return ActionChunk(rid, actions.astype(np.float64), t_obs, t_sent, now(), float(reply.meta["inference_s"]))
 
     def infer(self, obs: Mapping[str, np.ndarray], t_obs: float, timeout: float | None = None) -> ActionChunk:
         """Blocking ``submit`` + ``poll``; raises ``PolicyTimeout`` after ``timeout`` s (the request is abandoned)."""
@@ -325,7 +327,7 @@ class PolicyClient:
     def _timeout(self, timeout: float | None) -> float:
         return self.timeout if timeout is None else timeout
 
-    def _send(self, kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray], timeout: float) -> int:
+    def _send(self, kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray], timeout: float, t_obs: float) -> int:
         if self._in_flight is not None:
             raise RuntimeError("a request is already in flight; poll() it or cancel() first")
         rid = next(self._ids)
@@ -336,7 +338,7 @@ class PolicyClient:
             if not self._sock.poll(int(timeout * 1000), zmq.POLLOUT):
                 raise PolicyTimeout(f"policy server {self.endpoint} is not reachable (is `robot-stack serve` running?)")
             self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
-        self._in_flight = (rid, kind, now())
+        self._in_flight = (rid, t_obs, now())
         return rid
 
     def _wait(self, timeout: float, raise_timeout: bool = True) -> Message | None:

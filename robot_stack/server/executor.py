@@ -1,0 +1,208 @@
+"""Receding-horizon execution of timestamped action chunks on a waypoint controller.
+
+Timing model. A chunk predicted from observations whose latest is at ``t_obs`` holds actions for the
+times ``t_k = t_obs + k * dt`` (k = 0 .. n_action_steps-1): the policy was trained on demonstrations in
+which the action recorded at a step was the command at that step's timestamp, so that is when each
+action belongs. The chunk reaches the robot side after the inference latency (measured per chunk:
+``t_received - t_obs``), and a waypoint handed to the controller needs ``robot_latency`` more to take
+effect (command queue hop plus one servo cycle). Hence action k is executable on time only if
+
+    t_k >= now + robot_latency + margin
+
+at the moment it is handed over. Actions failing this are *dropped* — counted and reported, never
+executed late (a late action would make the arm rush to catch up with a plan that is already outdated).
+The rest are scheduled as timestamped waypoints; the controller's interpolator replaces the remainder of
+the previous chunk with them.
+
+Re-planning. A new inference is due ``steps_per_inference`` steps after the previous observation, but
+early enough that its chunk (given the worst recently measured latency) arrives before the current plan
+runs out (``next_inference_time``). When the plan does run out (slow or missing server), the arm holds at
+the last waypoint — the controller's trajectory stays at its final knot — and the gap is counted.
+
+Safety. A chunk with any NaN/inf action is rejected whole (nothing of it is scheduled). An action is a
+pose's leading ``Da`` components (``Da`` <= 6); the others come from ``base_pose`` (for Push-T: the
+episode's start height and orientation, with x, y from the policy). Workspace and speed limits are the
+controller's job (it rejects or time-stretches offending waypoints).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from robot_stack.config import ConfigError
+from robot_stack.runtime import now
+from robot_stack.server.transport import ActionChunk
+
+log = logging.getLogger(__name__)
+
+# How many recent chunk latencies the re-planning estimate looks at (the worst of them is used).
+_LATENCY_WINDOW = 10
+
+
+class WaypointController(Protocol):
+    """What the executor needs from the arm (``RobotController`` / ``RobotClient`` have it)."""
+
+    def schedule_waypoint(self, pose: Sequence[float], target_time: float) -> None: ...
+
+
+@dataclass
+class ExecutorConfig:
+    """Timing of receding-horizon execution (seconds).
+
+    ``steps_per_inference``: actions of each chunk executed before the next chunk takes over (``None``: the
+    whole chunk). ``robot_latency``: from handing a waypoint to the controller until it can act on it.
+    ``margin``: extra safety on top when deciding whether an action is still on time.
+    """
+
+    dt: float = 0.1
+    steps_per_inference: int | None = None
+    robot_latency: float = 0.01
+    margin: float = 0.005
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.dt <= 10.0:
+            raise ConfigError(f"dt: must be in (0, 10] s, got {self.dt}")
+        if self.steps_per_inference is not None and self.steps_per_inference < 1:
+            raise ConfigError(f"steps_per_inference: must be >= 1, got {self.steps_per_inference}")
+        if self.robot_latency < 0 or self.margin < 0:
+            raise ConfigError("robot_latency and margin must be >= 0")
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """What happened to one chunk: which action indices were scheduled / dropped, and when it arrived."""
+
+    request_id: int
+    t_obs: float
+    t_received: float
+    action_times: np.ndarray  # (n,) target time of each action
+    scheduled: tuple[int, ...]
+    dropped: tuple[int, ...]
+    rejected: str | None = None  # why the whole chunk was refused (non-finite values, wrong size)
+
+    @property
+    def first_action_delay(self) -> float | None:
+        """Observation-to-first-executed-action time (``None`` if nothing was scheduled)."""
+        return float(self.action_times[self.scheduled[0]] - self.t_obs) if self.scheduled else None
+
+
+@dataclass
+class ExecutionStats:
+    """Totals over an episode."""
+
+    chunks: int = 0
+    scheduled: int = 0
+    dropped: int = 0
+    rejected_chunks: int = 0
+    plan_gaps: int = 0  # times the plan ran out before the next chunk's first action
+    plan_gap_time: float = 0.0  # total time the arm held for lack of a plan (s)
+    latencies: list[float] = field(default_factory=list)  # per chunk: t_received - t_obs
+    first_action_delays: list[float] = field(default_factory=list)
+
+
+class RecedingHorizonExecutor:
+    """Turns action chunks into timestamped waypoints on ``controller``; see the module docstring."""
+
+    def __init__(
+        self,
+        controller: WaypointController,
+        config: ExecutorConfig,
+        n_action_steps: int,
+        action_dim: int,
+        base_pose: Sequence[float],
+        clock: Callable[[], float] = now,
+    ):
+        if not 1 <= action_dim <= 6:
+            raise ConfigError(
+                f"the policy's action has {action_dim} dimensions; the executor maps actions onto the leading "
+                "components of a 6-D TCP pose [x, y, z, rx, ry, rz], so 1-6 are supported"
+            )
+        base = np.asarray(base_pose, dtype=np.float64)
+        if base.shape != (6,) or not np.isfinite(base).all():
+            raise ValueError(f"base_pose must be a finite 6-D pose, got {base}")
+        self.controller = controller
+        self.config = config
+        self.n_action_steps = n_action_steps
+        self.action_dim = action_dim
+        self.base_pose = base
+        self.steps_per_inference = min(config.steps_per_inference or n_action_steps, n_action_steps)
+        self.clock = clock
+        self.stats = ExecutionStats()
+        self._plan_end: float | None = None  # target time of the last scheduled waypoint
+        self._recent_latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
+
+    @property
+    def plan_end(self) -> float | None:
+        """Target time of the last waypoint scheduled so far (the arm holds there afterwards)."""
+        return self._plan_end
+
+    def action_to_pose(self, action: np.ndarray) -> np.ndarray:
+        """The 6-D pose for one action: ``base_pose`` with its leading ``action_dim`` components replaced."""
+        pose = self.base_pose.copy()
+        pose[: self.action_dim] = action
+        return pose
+
+    def execute(self, chunk: ActionChunk) -> ChunkOutcome:
+        """Schedule the on-time actions of ``chunk``, drop the stale ones; returns what was done."""
+        cfg = self.config
+        actions = np.asarray(chunk.actions, dtype=np.float64)
+        times = chunk.t_obs + np.arange(len(actions)) * cfg.dt
+        self.stats.chunks += 1
+        latency = chunk.t_received - chunk.t_obs
+        self.stats.latencies.append(latency)
+        self._recent_latencies.append(latency)
+        problem = self._check(actions)
+        if problem is not None:
+            self.stats.rejected_chunks += 1
+            log.error("rejected action chunk %d: %s; the arm holds its current plan", chunk.request_id, problem)
+            return ChunkOutcome(chunk.request_id, chunk.t_obs, chunk.t_received, times, (), (), problem)
+        scheduled: list[int] = []
+        dropped: list[int] = []
+        for k, (action, t_k) in enumerate(zip(actions, times)):
+            # Re-read the clock per action: handing over waypoints takes time too.
+            if t_k < self.clock() + cfg.robot_latency + cfg.margin:
+                dropped.append(k)
+                continue
+            if not scheduled:
+                self._count_gap(t_k)
+            self.controller.schedule_waypoint(self.action_to_pose(action), float(t_k))
+            scheduled.append(k)
+        if scheduled:
+            self._plan_end = float(times[scheduled[-1]])
+        self.stats.scheduled += len(scheduled)
+        self.stats.dropped += len(dropped)
+        outcome = ChunkOutcome(chunk.request_id, chunk.t_obs, chunk.t_received, times, tuple(scheduled), tuple(dropped))
+        if outcome.first_action_delay is not None:
+            self.stats.first_action_delays.append(outcome.first_action_delay)
+        if dropped:
+            log.debug("chunk %d: dropped %d stale actions (latency %.3f s)", chunk.request_id, len(dropped), latency)
+        return outcome
+
+    def next_inference_time(self, chunk: ActionChunk) -> float:
+        """When to take the next observation so a new chunk arrives before the current plan runs out."""
+        cfg = self.config
+        nominal = chunk.t_obs + self.steps_per_inference * cfg.dt
+        if self._plan_end is None:
+            return nominal
+        worst = max(self._recent_latencies) if self._recent_latencies else 0.0
+        # The next chunk's first on-time action must come no later than one step after the plan's end.
+        latest = self._plan_end + cfg.dt - worst - cfg.robot_latency - cfg.margin
+        return min(nominal, latest)
+
+    def _check(self, actions: np.ndarray) -> str | None:
+        if actions.shape != (self.n_action_steps, self.action_dim):
+            return f"shape {actions.shape}, expected ({self.n_action_steps}, {self.action_dim})"
+        if not np.isfinite(actions).all():
+            return "it contains NaN or inf"
+        return None
+
+    def _count_gap(self, first_time: float) -> None:
+        # Consecutive actions are dt apart; a longer wait after the plan's end means the arm held still.
+        if self._plan_end is not None and first_time - self._plan_end > 1.5 * self.config.dt:
+            self.stats.plan_gaps += 1
+            self.stats.plan_gap_time += first_time - self._plan_end - self.config.dt

@@ -1,0 +1,72 @@
+"""Local mode: the policy runs in its own ``DeviceProcess``, served over a private ZeroMQ ipc socket.
+
+The robot side talks to it with the same ``PolicyClient`` as to a remote ``robot-stack serve``, so local
+and remote mode share every line of the request/timeout/drop logic; only the endpoint differs. Inference
+in its own process keeps the GIL-heavy denoising loop away from the control loop's timing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from typing import Callable
+
+from robot_stack.runtime import DeviceProcess
+from robot_stack.server.policy_service import PolicyService
+from robot_stack.server.transport import PolicyServer
+
+# Poll period of the serving loop: how quickly a stop request is noticed; requests are answered at once.
+_POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class CheckpointService:
+    """Picklable factory of a ``PolicyService`` for a checkpoint (what ``PolicyProcess`` runs by default)."""
+
+    checkpoint: str
+    device: str = "cpu"
+    dt: float | None = None
+
+    def __call__(self) -> PolicyService:
+        from robot_stack.policy.checkpoint import load_policy  # torch import only where a policy runs
+
+        return PolicyService(load_policy(self.checkpoint, self.device), self.dt)
+
+
+def private_ipc_endpoint() -> str:
+    """A fresh ipc endpoint in the temp dir (a socket file only this user's processes use)."""
+    return f"ipc://{tempfile.gettempdir()}/robot_stack_policy_{os.getpid()}_{uuid.uuid4().hex[:8]}.sock"
+
+
+class PolicyProcess(DeviceProcess):
+    """Serves ``make_service()`` (a picklable callable, e.g. ``CheckpointService``) on ``endpoint``.
+
+    ``endpoint`` defaults to a private ipc socket; connect a ``PolicyClient`` to ``process.endpoint``.
+    ``token`` is optional here since an ipc socket is only reachable from this machine.
+    """
+
+    def __init__(self, make_service: Callable[[], PolicyService], endpoint: str | None = None,
+                 token: str | None = None, name: str = "policy"):
+        super().__init__(name=name)
+        self.make_service = make_service
+        self.endpoint = endpoint or private_ipc_endpoint()
+        self.token = token
+        self._server: PolicyServer | None = None
+
+    def setup(self) -> None:
+        self._server = PolicyServer(self.make_service(), bind=self.endpoint, token=self.token)
+
+    def step(self) -> None:
+        assert self._server is not None
+        self._server.serve_once(_POLL_S)
+
+    def teardown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self.endpoint.startswith("ipc://"):
+            try:
+                os.unlink(self.endpoint[len("ipc://"):])
+            except FileNotFoundError:
+                pass

@@ -1,0 +1,179 @@
+"""``ObservationAssembler``: the policy's observation history, read from the runtime's ring buffers.
+
+Alignment (as in training): the reference time ``t_obs`` is the newest camera frame over all cameras (the
+newest robot state for a policy without cameras). The policy sees ``n_obs_steps`` steps at the query times
+``t_obs - (n_obs_steps - 1 - j) * dt``. Each camera contributes the frame captured nearest each query time
+(``nearest_indices``); robot state fields are interpolated at the query times (poses with
+``interpolate_poses``: linear position, slerp rotation; other fields linearly).
+
+Conversion: frames (HxWx3 uint8 RGB) are resized to the policy's image size with the training pipeline's
+``resize_frame`` and become CHW float32 in [0, 1]; low-dim fields become float32 arrays.
+
+Refusals (``StaleObservationError``, the robot then keeps its current plan or holds): a newest frame or
+robot state older than ``max_age``, or a camera whose nearest frame is more than ``max_frame_offset`` from
+a query time (a camera that stalled or dropped many frames), or a buffer with no data yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+
+from robot_stack.config import ConfigError
+from robot_stack.policy.frame_cache import resize_frame
+from robot_stack.runtime import SharedMemoryRingBuffer, StaleDataError, interpolate_poses, nearest_indices, now
+from robot_stack.server.policy_service import PolicyInfo
+
+# Dataset low-dim keys (what policies observe) -> fields of the robot controller's state buffer.
+ROBOT_STATE_FIELDS: dict[str, str] = {
+    "robot_eef_pose": "actual_tcp_pose",
+    "robot_eef_pose_vel": "actual_tcp_speed",
+    "robot_joint": "actual_q",
+    "robot_joint_vel": "actual_qd",
+}
+# Keys holding 6-D [x, y, z, rx, ry, rz] poses: interpolated with slerp, not per component.
+_POSE_KEYS = frozenset(["robot_eef_pose"])
+
+
+class StaleObservationError(RuntimeError):
+    """The latest observations are too old or misaligned to act on; the message says which source."""
+
+
+@dataclass
+class ObservationConfig:
+    """Freshness limits (seconds). ``max_frame_offset`` ``None`` means one policy step (``dt``)."""
+
+    max_age: float = 0.25
+    max_frame_offset: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_age <= 0 or (self.max_frame_offset is not None and self.max_frame_offset <= 0):
+            raise ConfigError("max_age and max_frame_offset must be > 0")
+
+
+class ObservationAssembler:
+    """Builds ``{key: (n_obs_steps, ...)}`` observation dicts for ``info`` from ring buffers.
+
+    ``cameras`` maps camera index -> ring buffer with ``image_field`` (HxWx3 uint8) and ``timestamp``;
+    ``robot_state`` is the controller's state buffer (``timestamp`` plus the fields of ``state_fields``).
+    """
+
+    def __init__(
+        self,
+        info: PolicyInfo,
+        dt: float,
+        cameras: Mapping[int, SharedMemoryRingBuffer],
+        robot_state: SharedMemoryRingBuffer,
+        config: ObservationConfig | None = None,
+        state_fields: Mapping[str, str] = ROBOT_STATE_FIELDS,
+        image_field: str = "color",
+        clock: Callable[[], float] = now,
+    ):
+        self.info = info
+        self.dt = dt
+        self.config = config or ObservationConfig()
+        self.max_frame_offset = self.config.max_frame_offset or dt
+        self.clock = clock
+        self.image_field = image_field
+        self.cameras: dict[str, SharedMemoryRingBuffer] = {}
+        self.low_dim: dict[str, str] = {}
+        for key, shape in info.obs_shapes.items():
+            if len(shape) == 3:
+                index = _camera_index(key)
+                if index not in cameras:
+                    raise ConfigError(
+                        f"the policy observes '{key}' but the rig has cameras {sorted(cameras)}; "
+                        "use a checkpoint trained for this rig's cameras"
+                    )
+                if image_field not in cameras[index].spec:
+                    raise ConfigError(f"camera {index}'s buffer has no '{image_field}' field")
+                self.cameras[key] = cameras[index]
+            else:
+                if key not in state_fields:
+                    raise ConfigError(
+                        f"the policy observes '{key}', which no robot state field provides "
+                        f"(known: {', '.join(sorted(state_fields))})"
+                    )
+                field = state_fields[key]
+                if field not in robot_state.spec:
+                    raise ConfigError(f"robot state buffer has no field '{field}' (for observation '{key}')")
+                self.low_dim[key] = field
+        self.robot_state = robot_state
+
+    def query_times(self, t_obs: float) -> np.ndarray:
+        """The ``n_obs_steps`` times (oldest first) observed for reference time ``t_obs``."""
+        return t_obs - (self.info.n_obs_steps - 1 - np.arange(self.info.n_obs_steps)) * self.dt
+
+    def assemble(self) -> tuple[dict[str, np.ndarray], float]:
+        """The current observation history and its reference time ``t_obs``."""
+        t_now = self.clock()
+        latest_frames = {key: self._latest_time(rb, key) for key, rb in self.cameras.items()}
+        robot_latest = self._latest_time(self.robot_state, "robot state")
+        t_obs = max(latest_frames.values()) if latest_frames else robot_latest
+        for source, t in [*latest_frames.items(), ("robot state", robot_latest)]:
+            if t_now - t > self.config.max_age:
+                raise StaleObservationError(
+                    f"{source}: newest data is {t_now - t:.3f} s old (limit {self.config.max_age} s); "
+                    "is its process running and keeping up?"
+                )
+        queries = self.query_times(t_obs)
+        obs: dict[str, np.ndarray] = {}
+        for key, rb in self.cameras.items():
+            obs[key] = self._camera_history(key, rb, queries)
+        if self.low_dim:
+            obs.update(self._robot_history(queries))
+        return obs, float(t_obs)
+
+    def _latest_time(self, rb: SharedMemoryRingBuffer, source: str) -> float:
+        try:
+            return float(rb.get()["timestamp"])
+        except StaleDataError:
+            raise StaleObservationError(f"{source}: no data yet") from None
+
+    def _camera_history(self, key: str, rb: SharedMemoryRingBuffer, queries: np.ndarray) -> np.ndarray:
+        frames = rb.get_since(queries[0] - self.max_frame_offset)
+        if len(frames["timestamp"]) == 0:
+            raise StaleObservationError(f"{key}: no frame near {queries[0]:.3f}")
+        idx = nearest_indices(frames["timestamp"], queries)
+        offsets = np.abs(frames["timestamp"][idx] - queries)
+        if offsets.max() > self.max_frame_offset:
+            raise StaleObservationError(
+                f"{key}: nearest frame is {offsets.max():.3f} s from its observation time "
+                f"(limit {self.max_frame_offset:.3f} s); the camera is dropping frames"
+            )
+        c, h, w = self.info.obs_shapes[key]
+        images = np.stack([resize_frame(frames[self.image_field][i], (h, w)) for i in idx])
+        return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+
+    def _robot_history(self, queries: np.ndarray) -> dict[str, np.ndarray]:
+        # Read back far enough to hold a sample at or before the oldest query time (interpolate, not clamp).
+        records = self.robot_state.get_since(queries[0] - self.config.max_age)
+        ts = records["timestamp"]
+        if len(ts) == 0 or ts[0] > queries[0]:
+            raise StaleObservationError(
+                f"robot state: no sample within {self.config.max_age} s before the observation window"
+            )
+        keep = np.concatenate([[True], np.diff(ts) > 0])  # interpolation needs strictly increasing times
+        ts = ts[keep]
+        out: dict[str, np.ndarray] = {}
+        for key, field in self.low_dim.items():
+            values = records[field][keep].astype(np.float64)
+            if key in _POSE_KEYS:
+                hist = interpolate_poses(ts, values, queries)
+            else:
+                flat = values.reshape(len(ts), -1)
+                hist = np.stack([np.interp(queries, ts, flat[:, j]) for j in range(flat.shape[1])], axis=-1)
+                hist = hist.reshape(len(queries), *values.shape[1:])
+            if not np.isfinite(hist).all():
+                raise StaleObservationError(f"robot state '{field}' contains NaN/inf")
+            out[key] = hist.astype(np.float32)
+        return out
+
+
+def _camera_index(key: str) -> int:
+    prefix, _, index = key.partition("_")
+    if prefix != "camera" or not index.isdigit():
+        raise ConfigError(f"image observation key {key!r} must be camera_<index>")
+    return int(index)

@@ -1,0 +1,133 @@
+"""``run_rollout``: the robot-side policy loop of one episode (observe -> infer -> execute), on started parts.
+
+Each iteration: when the executor says the next inference is due and none is in flight, assemble the
+observation history and submit it; while a request is in flight, wait (briefly) for its chunk and hand it
+to the executor. The loop never blocks longer than ``tick`` so ``should_end`` and ``on_tick`` (preview,
+recording) run regularly, and the robot side stays in control whatever the server does:
+
+* server slow: the request is abandoned after ``inference_timeout``; a new one is sent with fresh data;
+* server gone: ``submit`` fails at once (counted), retried every ``retry_interval``;
+* server returns an error or a bad chunk: counted, retried with fresh data.
+
+Meanwhile the arm finishes the waypoints already scheduled (all of them on time) and then holds the last
+one, so it holds within one chunk's duration of losing the policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from robot_stack.config import ConfigError
+from robot_stack.runtime import now
+from robot_stack.server.executor import ChunkOutcome, ExecutionStats, RecedingHorizonExecutor
+from robot_stack.server.messages import MessageError
+from robot_stack.server.observation import ObservationAssembler, StaleObservationError
+from robot_stack.server.transport import PolicyClient, PolicyTimeout, RemoteError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RolloutConfig:
+    """Loop limits (seconds)."""
+
+    max_duration: float = 60.0
+    inference_timeout: float = 1.0
+    retry_interval: float = 0.1
+    tick: float = 0.005
+
+    def __post_init__(self) -> None:
+        if min(self.max_duration, self.inference_timeout, self.retry_interval, self.tick) <= 0:
+            raise ConfigError("max_duration, inference_timeout, retry_interval and tick must be > 0")
+
+
+@dataclass
+class RolloutStats:
+    """What happened in one episode's loop; ``execution`` holds the scheduling totals."""
+
+    end_reason: str = ""
+    duration: float = 0.0
+    execution: ExecutionStats = field(default_factory=ExecutionStats)
+    refused_observations: int = 0  # stale/misaligned/unsendable: no inference from them
+    inference_timeouts: int = 0
+    server_unreachable: int = 0
+    server_errors: int = 0
+    outcomes: list[ChunkOutcome] = field(default_factory=list)
+
+
+def run_rollout(
+    assembler: ObservationAssembler,
+    client: PolicyClient,
+    executor: RecedingHorizonExecutor,
+    config: RolloutConfig,
+    should_end: Callable[[], str | None] = lambda: None,
+    on_tick: Callable[[], None] | None = None,
+    clock: Callable[[], float] = now,
+) -> RolloutStats:
+    """Run the policy until ``should_end()`` returns a reason or ``max_duration`` passes; returns stats."""
+    stats = RolloutStats(execution=executor.stats)
+    t_start = clock()
+    next_inference = t_start
+    t_submitted = 0.0
+    problem: str | None = None  # the current failure, logged once when it starts and once when it clears
+
+    def fail(kind: str, message: str, retry_at: float) -> float:
+        nonlocal problem
+        if problem != kind:
+            log.warning("policy %s: %s; the arm holds after its current plan", kind, message)
+            problem = kind
+        return retry_at
+
+    if client.in_flight:
+        client.cancel()  # a previous episode's request: its reply must not drive this episode
+    while True:
+        t = clock()
+        reason = should_end()
+        if reason is None and t - t_start >= config.max_duration:
+            reason = "max_duration"
+        if reason is not None:
+            stats.end_reason = reason
+            break
+        if on_tick is not None:
+            on_tick()
+        if not client.in_flight and t >= next_inference:
+            try:
+                obs, t_obs = assembler.assemble()
+                client.submit(obs, t_obs)
+                t_submitted = clock()
+            except StaleObservationError as exc:
+                stats.refused_observations += 1
+                next_inference = fail("stale observation", str(exc), t + config.retry_interval)
+            except PolicyTimeout as exc:
+                stats.server_unreachable += 1
+                next_inference = fail("server unreachable", str(exc), t + config.retry_interval)
+            except MessageError as exc:
+                stats.refused_observations += 1
+                next_inference = fail("unsendable observation", str(exc), t + config.retry_interval)
+        if client.in_flight:
+            wait = min(config.tick, max(0.0, t_submitted + config.inference_timeout - clock()))
+            try:
+                chunk = client.poll(wait)
+            except RemoteError as exc:
+                stats.server_errors += 1
+                next_inference = fail("server error", str(exc), clock() + config.retry_interval)
+                continue
+            if chunk is not None:
+                if problem is not None:
+                    log.info("policy recovered (%s cleared)", problem)
+                    problem = None
+                stats.outcomes.append(executor.execute(chunk))
+                next_inference = executor.next_inference_time(chunk)
+            elif clock() - t_submitted >= config.inference_timeout:
+                client.cancel()
+                stats.inference_timeouts += 1
+                next_inference = fail("timeout", f"no chunk within {config.inference_timeout} s", clock())
+        else:
+            time.sleep(max(0.0, min(config.tick, next_inference - clock())))
+    if client.in_flight:
+        client.cancel()
+    stats.duration = clock() - t_start
+    return stats

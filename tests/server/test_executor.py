@@ -1,0 +1,124 @@
+import numpy as np
+import pytest
+from server_fakes import RecordingController
+
+from robot_stack.config import ConfigError
+from robot_stack.server.executor import ExecutorConfig, RecedingHorizonExecutor
+from robot_stack.server.transport import ActionChunk
+
+BASE = np.array([0.45, 0.0, 0.02, 3.14, 0.0, 0.0])
+
+
+class FakeClock:
+    def __init__(self, t: float):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _executor(clock, steps_per_inference=None, n=8, controller=None):
+    cfg = ExecutorConfig(dt=0.1, steps_per_inference=steps_per_inference, robot_latency=0.01, margin=0.005)
+    return RecedingHorizonExecutor(controller or RecordingController(), cfg, n, 2, BASE, clock=clock)
+
+
+def _chunk(t_obs, t_received, n=8, rid=1, start=(0.5, 0.1)):
+    actions = np.asarray(start) + 0.01 * np.arange(n)[:, None]
+    return ActionChunk(rid, actions, t_obs, t_obs, t_received, t_received - t_obs)
+
+
+def test_stale_actions_dropped_exactly_and_rest_scheduled_on_time():
+    clock = FakeClock(10.25)  # the chunk for t_obs=10.0 arrives 0.25 s (2.5 dt) later
+    ex = _executor(clock)
+    outcome = ex.execute(_chunk(10.0, 10.25))
+    # On time means t_k >= now + robot_latency + margin = 10.265: actions at 10.0, 10.1, 10.2 are stale.
+    assert outcome.dropped == (0, 1, 2)
+    assert outcome.scheduled == (3, 4, 5, 6, 7)
+    got = ex.controller.waypoints
+    np.testing.assert_allclose([w.target_time for w in got], 10.0 + 0.1 * np.arange(3, 8))
+    for k, w in zip(range(3, 8), got):
+        np.testing.assert_allclose(w.pose, [0.5 + 0.01 * k, 0.1 + 0.01 * k, *BASE[2:]])
+    assert (ex.stats.dropped, ex.stats.scheduled, ex.stats.chunks) == (3, 5, 1)
+    assert ex.plan_end == pytest.approx(10.7)
+    assert outcome.first_action_delay == pytest.approx(0.3)
+
+
+def test_drop_boundary_is_robot_latency_plus_margin():
+    # Action 2 (t=10.2) needs to be handed over by 10.2 - 0.01 - 0.005 = 10.185.
+    assert _executor(FakeClock(10.184)).execute(_chunk(10.0, 10.184)).dropped == (0, 1)
+    assert _executor(FakeClock(10.186)).execute(_chunk(10.0, 10.186)).dropped == (0, 1, 2)
+
+
+def test_whole_chunk_too_late_schedules_nothing():
+    clock = FakeClock(11.0)
+    ex = _executor(clock)
+    outcome = ex.execute(_chunk(10.0, 11.0))
+    assert outcome.scheduled == () and outcome.dropped == tuple(range(8))
+    assert ex.controller.waypoints == [] and ex.plan_end is None
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_chunk_rejected_whole(bad):
+    clock = FakeClock(10.05)
+    ex = _executor(clock)
+    chunk = _chunk(10.0, 10.05)
+    chunk.actions[5, 1] = bad
+    outcome = ex.execute(chunk)
+    assert outcome.rejected and "NaN or inf" in outcome.rejected
+    assert ex.controller.waypoints == []
+    assert ex.stats.rejected_chunks == 1 and ex.stats.scheduled == 0
+
+
+def test_wrong_chunk_shape_rejected():
+    ex = _executor(FakeClock(10.05))
+    outcome = ex.execute(ActionChunk(1, np.zeros((8, 3)), 10.0, 10.0, 10.05, 0.05))
+    assert "expected (8, 2)" in outcome.rejected and ex.controller.waypoints == []
+
+
+def test_no_action_handed_over_late_even_if_scheduling_is_slow():
+    clock = FakeClock(10.05)
+    handed = []
+
+    class SlowController:
+        def schedule_waypoint(self, pose, target_time):
+            handed.append((target_time, clock.t))
+            clock.t += 0.12  # each hand-over takes longer than a step
+
+    ex = _executor(clock, controller=SlowController())
+    outcome = ex.execute(_chunk(10.0, 10.05))
+    # The clock is re-read per action: 10.3 became stale while 10.1 and 10.2 were being handed over.
+    assert outcome.dropped == (0, 3)
+    assert outcome.scheduled == (1, 2, 4, 5, 6, 7)
+    assert all(target >= t + 0.015 for target, t in handed)
+
+
+def test_next_inference_nominal_and_early_for_slow_policy():
+    clock = FakeClock(10.05)
+    ex = _executor(clock, steps_per_inference=6)
+    chunk = _chunk(10.0, 10.05)
+    ex.execute(chunk)
+    assert ex.next_inference_time(chunk) == pytest.approx(10.6)  # nominal: 6 steps after the observation
+    clock.t = 20.45
+    slow = _chunk(20.0, 20.45)
+    ex.execute(slow)
+    # plan ends at 20.7; a 0.45 s latency must still land its first action by 20.8: start by 20.335.
+    assert ex.next_inference_time(slow) == pytest.approx(20.7 + 0.1 - 0.45 - 0.015)
+
+
+def test_plan_gaps_counted():
+    clock = FakeClock(10.05)
+    ex = _executor(clock)
+    ex.execute(_chunk(10.0, 10.05))  # plan to 10.7
+    clock.t = 11.05
+    ex.execute(_chunk(11.0, 11.05))  # first new action 11.1: the arm held 10.7 -> 11.1
+    assert ex.stats.plan_gaps == 1
+    assert ex.stats.plan_gap_time == pytest.approx(0.3)
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="dt"):
+        ExecutorConfig(dt=0)
+    with pytest.raises(ConfigError, match="steps_per_inference"):
+        ExecutorConfig(steps_per_inference=0)
+    with pytest.raises(ConfigError, match="1-6 are supported"):
+        RecedingHorizonExecutor(RecordingController(), ExecutorConfig(), 8, 7, BASE)
