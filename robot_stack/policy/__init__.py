@@ -13,17 +13,27 @@ Training: ``robot-stack train`` (``robot_stack.cli.train``) or ``robot_stack.pol
 Task configs: ``robot_stack.policy.config`` (built-ins ``push_t``, ``mug_flip``, ``sauce``).
 """
 
-from robot_stack.policy.checkpoint import load_policy
-from robot_stack.policy.config import PolicyConfig, TaskConfig, load_task_config
-from robot_stack.policy.diffusion_policy import DiffusionPolicy
-from robot_stack.policy.frame_cache import DatasetError, resize_frame
+from __future__ import annotations
 
-__all__ = [
-    "DatasetError",
-    "DiffusionPolicy",
-    "PolicyConfig",
-    "TaskConfig",
-    "load_policy",
-    "load_task_config",
-    "resize_frame",
-]
+import importlib
+from typing import Any
+
+# Public names -> defining module, imported on first use so that importing a light submodule (e.g. the
+# config, for `robot-stack --help`) does not pull in torch and diffusers.
+_EXPORTS = {
+    "DatasetError": "robot_stack.policy.frame_cache",
+    "DiffusionPolicy": "robot_stack.policy.diffusion_policy",
+    "PolicyConfig": "robot_stack.policy.config",
+    "TaskConfig": "robot_stack.policy.config",
+    "load_policy": "robot_stack.policy.checkpoint",
+    "load_task_config": "robot_stack.policy.config",
+    "resize_frame": "robot_stack.policy.frame_cache",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'robot_stack.policy' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,0 +1,96 @@
+"""``robot-stack train``: train a Diffusion Policy on a recorded dataset.
+
+Examples::
+
+    robot-stack train --dataset data/pusht --config push_t --out runs/pusht
+    robot-stack train --dataset data/mugs --config my_task.yaml --out runs/mugs --device cuda --steps 200000
+    robot-stack train --dataset data/pusht --out runs/pusht --resume --epochs 800   # continue / extend
+
+Writes ``OUT/latest.ckpt`` (resumable) and the best ``top_k`` checkpoints by validation loss; load one
+for inference with ``robot_stack.policy.load_policy``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from robot_stack.config import ConfigError, load_dataclass
+from robot_stack.policy.config import BUILTIN_TASKS, TaskConfig, load_task_config, merge_dicts
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a Diffusion Policy on a recorded dataset",
+        description="Train a Diffusion Policy (U-Net or transformer) on a recorded dataset "
+        "(DATASET/replay_buffer.zarr + DATASET/videos/). Checkpoints go to --out.",
+    )
+    parser.add_argument("--dataset", required=True, type=Path, help="dataset folder (contains replay_buffer.zarr/)")
+    parser.add_argument(
+        "--config",
+        help=f"task config: {', '.join(BUILTIN_TASKS)} or a path to a .yaml file (optional with --resume: "
+        "the run's stored config is used)",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder for checkpoints")
+    stop = parser.add_mutually_exclusive_group()
+    stop.add_argument("--epochs", type=_positive, help="number of epochs (default: the config's training.num_epochs)")
+    stop.add_argument("--steps", type=_positive, help="number of optimizer steps instead of epochs")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:<index> or auto (cuda if available; default)")
+    parser.add_argument("--seed", type=int, help="random seed (default: the config's training.seed)")
+    parser.add_argument("--batch-size", type=_positive, help="override training.batch_size")
+    parser.add_argument("--num-workers", type=int, help="override training.num_workers (data loading processes)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest.ckpt")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. for log files)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here: torch/diffusers model code is not needed for `robot-stack --help`.
+    import torch
+
+    from robot_stack.policy.checkpoint import load_checkpoint
+    from robot_stack.policy.trainer import LATEST, Trainer
+
+    training: dict = {}
+    if args.epochs is not None:
+        training.update(num_epochs=args.epochs, max_steps=None)
+    if args.steps is not None:
+        training.update(max_steps=args.steps, num_epochs=10**9)  # steps decide when to stop
+    if args.num_workers is not None:
+        training["num_workers"] = args.num_workers
+    latest = args.out / LATEST
+    if args.resume and latest.is_file():
+        if args.seed is not None or args.batch_size is not None:
+            raise ConfigError("--seed and --batch-size cannot change when resuming; the run keeps its own")
+        if args.config is not None:
+            log.warning("--config %s ignored: resuming with the config stored in %s", args.config, latest)
+        stored = load_checkpoint(latest)["config"]
+        cfg = load_dataclass(TaskConfig, merge_dicts(stored, {"training": training}))
+    elif args.config is None:
+        raise ConfigError("--config is required (a built-in task name or a .yaml path) unless --resume finds a run in --out")
+    else:
+        for key, value in (("seed", args.seed), ("batch_size", args.batch_size)):
+            if value is not None:
+                training[key] = value
+        cfg = load_task_config(args.config, {"training": training})
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    trainer = Trainer(cfg, args.dataset, args.out, device=device, resume=args.resume, show_progress=not args.no_progress)
+    result = trainer.run()
+    best = f", best {result.best[0][1]}" if result.best else ""
+    val = "" if result.val_loss is None else f", val loss {result.val_loss:.5f}"
+    print(
+        f"trained {result.global_step} steps ({result.epoch} epochs) on {device}: "
+        f"train loss {result.train_loss:.5f}{val}; checkpoints in {args.out}{best}"
+    )
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value

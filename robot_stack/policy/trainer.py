@@ -1,0 +1,308 @@
+"""Training loop: AdamW + warmup/cosine LR, EMA, gradient clipping, validation, checkpoints, resume.
+
+Output folder::
+
+    OUT/latest.ckpt                                   everything needed to resume (incl. optimizer)
+    OUT/epoch=0012-step=0000340-val_loss=0.0123.ckpt  the ``top_k`` best by validation loss (weights only;
+                                                      by train loss when there is no validation split)
+
+Determinism: with the same seed, dataset and device, runs are identical. The data order of epoch ``e``
+is drawn from ``seed + e``, and the torch RNG (noise, diffusion steps, crops) is saved in every
+checkpoint, so a run resumed from a checkpoint written at an epoch end continues exactly as if it had
+never stopped. A run interrupted mid-epoch (Ctrl-C) saves ``latest.ckpt`` at the current step; resuming
+it restarts that epoch's data from the beginning, with the step count continuing, and still ends at the
+planned total number of steps (where the learning-rate schedule ends).
+
+Multi-GPU (DDP) is not implemented: training runs on one device (``cpu``, ``cuda``, ``cuda:1`` ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from robot_stack.config import ConfigError
+from robot_stack.policy.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
+from robot_stack.policy.config import TaskConfig, task_config_from_dict
+from robot_stack.policy.dataset import EpisodeDataset, load_replay_data, split_episodes
+from robot_stack.policy.diffusion_policy import DiffusionPolicy
+from robot_stack.policy.ema import EMA
+
+log = logging.getLogger(__name__)
+
+LATEST = "latest.ckpt"
+
+
+@dataclass
+class TrainResult:
+    global_step: int
+    epoch: int  # number of completed epochs
+    train_loss: float  # mean over the last epoch
+    val_loss: float | None  # last validation loss
+    best: list[tuple[float, str]] = field(default_factory=list)  # (metric, file name), best first
+
+
+def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int) -> float:
+    """Linear warmup to ``base_lr`` then cosine decay to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def resolve_device(name: str) -> torch.device:
+    """A torch device from a CLI string, with an actionable error if it is not available."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device: unknown device {name!r}; use cpu, cuda or cuda:<index>") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); use cpu")
+    return device
+
+
+class Trainer:
+    """Trains a policy from ``cfg`` on the dataset at ``dataset`` into ``out_dir``.
+
+    With ``resume=True`` and an existing ``out_dir/latest.ckpt``, the policy, optimizer, EMA, RNG,
+    step/epoch counters, data split and top-k list come from it, and so does the config: ``cfg`` (may be
+    None) only supplies ``training.num_epochs`` / ``max_steps`` (to extend a run) and ``num_workers``.
+    """
+
+    def __init__(
+        self,
+        cfg: TaskConfig | None,
+        dataset: str | Path,
+        out_dir: str | Path,
+        device: str = "cpu",
+        resume: bool = False,
+        show_progress: bool = True,
+    ):
+        self.out_dir = Path(out_dir)
+        self.device = resolve_device(device)
+        self.show_progress = show_progress
+        resume_payload = None
+        latest = self.out_dir / LATEST
+        if resume and latest.is_file():
+            resume_payload = load_checkpoint(latest)
+            stored = task_config_from_dict(resume_payload["config"])
+            if cfg is not None:  # where to stop and how to load data may change; nothing else
+                stored.training.num_epochs = cfg.training.num_epochs
+                stored.training.max_steps = cfg.training.max_steps
+                stored.training.num_workers = cfg.training.num_workers
+            cfg = stored
+        elif resume:
+            log.warning("--resume: no %s yet, starting a new run", latest)
+        elif latest.is_file():
+            raise ConfigError(f"{self.out_dir} already holds a training run ({LATEST}); pass --resume or use a new --out")
+        if cfg is None:
+            raise ConfigError(f"no task config given and no run to resume in {self.out_dir}")
+        self.cfg = cfg
+        tcfg = cfg.training
+        _seed_everything(tcfg.seed)
+
+        data = load_replay_data(dataset, cfg.policy, tcfg.cache_dir, show_progress)
+        if resume_payload is not None:
+            train_eps, val_eps = resume_payload["train_state"]["train_episodes"], resume_payload["train_state"]["val_episodes"]
+            if max(train_eps + val_eps) >= data.n_episodes:
+                raise ConfigError(f"{dataset} has fewer episodes than the run being resumed was trained on")
+        else:
+            train_eps, val_eps = split_episodes(data.n_episodes, tcfg.val_ratio, tcfg.seed, tcfg.max_train_episodes)
+        self.train_set = EpisodeDataset(data, cfg.policy, train_eps)
+        self.val_set = EpisodeDataset(data, cfg.policy, val_eps) if val_eps else None
+        if len(self.train_set) == 0:
+            raise ConfigError(f"{dataset}: training episodes are shorter than the policy needs (horizon {cfg.policy.horizon})")
+        log.info("dataset %s: %d train episodes (%d samples), %d val episodes", dataset, len(train_eps), len(self.train_set), len(val_eps))
+
+        self.policy = DiffusionPolicy(cfg.policy)
+        rows = data.episode_rows(train_eps)
+        self.policy.fit_normalizer({k: v[rows] for k, v in data.low_dim.items()}, data.action[rows])
+        self.policy.to(self.device)
+        self.ema = EMA(self.policy, tcfg.ema_power, tcfg.ema_max_decay) if tcfg.ema else None
+        self.optimizer = torch.optim.AdamW(_param_groups(self.policy, tcfg.weight_decay), lr=tcfg.lr, betas=tuple(tcfg.betas))
+        self.global_step = 0
+        self.epoch = 0
+        self.best: list[tuple[float, str]] = []
+        self.val_loss: float | None = None
+        if resume_payload is not None:
+            self._restore(resume_payload)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train_set) / self.cfg.training.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        t = self.cfg.training
+        steps = t.num_epochs * self.steps_per_epoch
+        return min(steps, t.max_steps) if t.max_steps is not None else steps
+
+    def run(self) -> TrainResult:
+        """Train until ``num_epochs`` or ``max_steps``; returns the final counters and losses."""
+        t = self.cfg.training
+        train_loss = float("nan")
+        bar = tqdm(total=self.total_steps, initial=min(self.global_step, self.total_steps), desc="train",
+                   unit="step", disable=not self.show_progress, dynamic_ncols=True)
+        try:
+            while self.epoch < t.num_epochs and self.global_step < self.total_steps:
+                train_loss, complete = self._train_epoch(bar)
+                if complete:
+                    self.epoch += 1
+                last = self.epoch >= t.num_epochs or self.global_step >= self.total_steps
+                if self.val_set is not None and (self.epoch % t.val_every_epochs == 0 or last):
+                    self.val_loss = self.validate()
+                log.info("epoch %d step %d: train loss %.5f, val loss %s", self.epoch, self.global_step, train_loss,
+                         "n/a" if self.val_loss is None else f"{self.val_loss:.5f}")
+                if self.epoch % t.checkpoint_every_epochs == 0 or last:
+                    self._checkpoint(train_loss)
+        except KeyboardInterrupt:
+            log.warning("interrupted: saving %s at step %d", self.out_dir / LATEST, self.global_step)
+            self._save_latest(train_loss)
+            raise
+        finally:
+            bar.close()
+        return TrainResult(self.global_step, self.epoch, train_loss, self.val_loss, list(self.best))
+
+    def _train_epoch(self, bar: tqdm) -> tuple[float, bool]:
+        """One pass over the training set (or until max_steps); returns (mean loss, epoch completed)."""
+        t = self.cfg.training
+        self.policy.train()
+        losses = []
+        complete = True
+        for batch in self._loader(self.train_set, shuffle=True, seed=t.seed + self.epoch):
+            if self.global_step >= self.total_steps:
+                complete = False
+                break
+            lr = lr_at(self.global_step, t.lr, t.warmup_steps, self.total_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            loss = self.policy.compute_loss(_to(batch, self.device))
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"training diverged at step {self.global_step}: loss is {loss.item()}; lower training.lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if t.grad_clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), t.grad_clip_norm)
+            self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update(self.policy)
+            self.global_step += 1
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(epoch=self.epoch, loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}")
+        return (float(np.mean(losses)) if losses else float("nan")), complete
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean denoising loss on the validation episodes, EMA weights, fixed noise (comparable across epochs)."""
+        model = self.ema.ema_model if self.ema is not None else self.policy
+        model.eval()
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.training.seed)
+        total, count = 0.0, 0
+        for batch in self._loader(self.val_set, shuffle=False, seed=0):
+            batch = _to(batch, self.device)
+            n = batch["action"].shape[0]
+            total += model.compute_loss(batch, generator=gen).item() * n
+            count += n
+        return total / max(count, 1)
+
+    def _loader(self, dataset: EpisodeDataset, shuffle: bool, seed: int) -> DataLoader:
+        t = self.cfg.training
+        return DataLoader(
+            dataset,
+            batch_size=t.batch_size,
+            shuffle=shuffle,
+            generator=torch.Generator().manual_seed(seed),
+            num_workers=t.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+
+    # ---- checkpoints ----
+    def _state_dicts(self, with_optimizer: bool) -> dict:
+        states = {"model": self.policy.state_dict()}
+        if self.ema is not None:
+            states["ema_model"] = self.ema.ema_model.state_dict()
+        if with_optimizer:
+            states["optimizer"] = self.optimizer.state_dict()
+        return states
+
+    def _train_state(self, train_loss: float) -> dict:
+        return {
+            "global_step": self.global_step,
+            "epoch": self.epoch,
+            "train_loss": train_loss,
+            "val_loss": self.val_loss,
+            "ema_step": self.ema.step if self.ema is not None else 0,
+            "train_episodes": list(self.train_set.episodes),
+            "val_episodes": list(self.val_set.episodes) if self.val_set is not None else [],
+            "best": [[m, name] for m, name in self.best],
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.zeros(0, dtype=torch.uint8),
+        }
+
+    def _save_latest(self, train_loss: float) -> None:
+        save_checkpoint(self.out_dir / LATEST, self.cfg, self._state_dicts(True), self._train_state(train_loss))
+
+    def _checkpoint(self, train_loss: float) -> None:
+        metric_name, metric = ("val_loss", self.val_loss) if self.val_loss is not None else ("train_loss", train_loss)
+        name = f"epoch={self.epoch:04d}-step={self.global_step:07d}-{metric_name}={metric:.6f}.ckpt"
+        k = self.cfg.training.top_k
+        if math.isfinite(metric) and (len(self.best) < k or metric < self.best[-1][0]):
+            save_checkpoint(self.out_dir / name, self.cfg, self._state_dicts(False), self._train_state(train_loss))
+            self.best = sorted([*self.best, (metric, name)])
+            for _, dropped in self.best[k:]:
+                (self.out_dir / dropped).unlink(missing_ok=True)
+            self.best = self.best[:k]
+        # latest last: its top-k list then matches the files on disk.
+        self._save_latest(train_loss)
+
+    def _restore(self, payload: dict) -> None:
+        states, ts = payload["state_dicts"], payload["train_state"]
+        load_state_dict_checked(self.policy, states["model"], "resume")
+        if self.ema is not None and "ema_model" in states:
+            load_state_dict_checked(self.ema.ema_model, states["ema_model"], "resume (EMA)")
+            self.ema.step = int(ts["ema_step"])
+        self.optimizer.load_state_dict(states["optimizer"])
+        self.global_step, self.epoch = int(ts["global_step"]), int(ts["epoch"])
+        self.val_loss = ts["val_loss"]
+        self.best = [(float(m), str(n)) for m, n in ts["best"]]
+        torch.set_rng_state(ts["torch_rng"])
+        if self.device.type == "cuda" and ts["cuda_rng"].numel():
+            torch.cuda.set_rng_state(ts["cuda_rng"], self.device)
+        log.info("resumed %s at epoch %d, step %d", self.out_dir / LATEST, self.epoch, self.global_step)
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices/kernels only: not on biases, norms or position embeddings."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or name.endswith("pos_emb") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {
+        "obs": {k: v.to(device, non_blocking=True) for k, v in batch["obs"].items()},
+        "action": batch["action"].to(device, non_blocking=True),
+    }
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+

@@ -1,0 +1,71 @@
+"""`robot-stack train` end to end on a tiny synthetic dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+
+from robot_stack.cli import main
+from robot_stack.policy import load_policy
+from robot_stack.policy.checkpoint import load_checkpoint
+from robot_stack.policy.config import merge_dicts, read_yaml
+from robot_stack.policy.config import _builtin_path as builtin_config_path
+
+
+def write_task_yaml(path: Path, tiny_overrides_for) -> Path:
+    data = merge_dicts(read_yaml(builtin_config_path("push_t")), tiny_overrides_for("transformer", [0]))
+    data["name"] = "tiny_push_t"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_train_resume_and_load(tmp_path: Path, line_dataset: Path, tiny_overrides_for, capsys) -> None:
+    config = write_task_yaml(tmp_path / "tiny.yaml", tiny_overrides_for)
+    out = tmp_path / "run"
+    args = ["train", "--dataset", str(line_dataset), "--config", str(config), "--out", str(out), "--device", "cpu",
+            "--no-progress"]
+    assert main([*args, "--epochs", "2", "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "trained 8 steps (2 epochs) on cpu" in printed and "val loss" in printed
+    payload = load_checkpoint(out / "latest.ckpt")
+    assert payload["config"]["name"] == "tiny_push_t" and payload["config"]["training"]["seed"] == 3
+    assert len(list(out.glob("epoch=*.ckpt"))) == 2
+
+    # resume without --config: the stored config is used, more epochs extend the run
+    assert main(["train", "--dataset", str(line_dataset), "--out", str(out), "--resume", "--epochs", "3",
+                 "--no-progress", "--device", "cpu"]) == 0
+    assert "trained 12 steps (3 epochs)" in capsys.readouterr().out
+    assert len(list(out.glob("epoch=*.ckpt"))) == 2  # top_k: 2
+
+    policy = load_policy(out / "latest.ckpt")
+    obs = {"camera_0": torch.rand(1, 2, 3, 32, 32), "robot_eef_pose": torch.rand(1, 2, 6)}
+    assert policy.predict_action(obs)["action"].shape == (1, 8, 2)
+    assert policy.cfg.model == "transformer"
+
+    # --steps stops mid-epoch
+    steps_run = ["train", "--dataset", str(line_dataset), "--config", str(config), "--out", str(tmp_path / "steps")]
+    assert main([*steps_run, "--steps", "3", "--no-progress", "--device", "cpu"]) == 0
+    assert "trained 3 steps (0 epochs)" in capsys.readouterr().out
+
+
+def test_user_errors_are_reported_without_traceback(tmp_path: Path, line_dataset: Path, tiny_overrides_for, capsys) -> None:
+    config = write_task_yaml(tmp_path / "tiny.yaml", tiny_overrides_for)
+    base = ["train", "--dataset", str(line_dataset), "--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"]
+    assert main(base) == 2
+    assert "--config is required" in capsys.readouterr().err
+    assert main([*base, "--config", "pushT"]) == 2
+    assert "push_t, mug_flip, sauce" in capsys.readouterr().err
+    assert main(["train", "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "r"), "--config", str(config)]) == 2
+    assert "no replay buffer" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "x", "policy": {"action": [{"key": "action", "dims": 2}], "horizon": 15}}))
+    assert main([*base, "--config", str(bad)]) == 2
+    assert "horizon (15)" in capsys.readouterr().err
+    assert main([*base, "--config", str(config), "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--config", str(config), "--epochs", "1"]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert main([*base, "--resume", "--seed", "5"]) == 2
+    assert "cannot change" in capsys.readouterr().err

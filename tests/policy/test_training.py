@@ -1,0 +1,176 @@
+"""Training loop: overfitting, checkpoints (save/load/top-k), resume, determinism, interruption."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from robot_stack.config import ConfigError
+from robot_stack.policy.checkpoint import load_checkpoint, load_policy
+from robot_stack.policy.config import load_task_config, merge_dicts
+from robot_stack.policy.trainer import LATEST, Trainer, lr_at, resolve_device
+
+
+def make_config(tiny_overrides_for, model: str = "unet", cameras=None, **training):
+    return load_task_config("push_t", merge_dicts(tiny_overrides_for(model, cameras), {"training": training}))
+
+
+def dataset_loss(trainer: Trainer) -> float:
+    """Denoising loss over the whole training set, eval mode, fixed noise (averaged over 4 draws)."""
+    trainer.policy.eval()
+    batch = next(iter(DataLoader(trainer.train_set, batch_size=len(trainer.train_set))))
+    with torch.no_grad():
+        return float(np.mean([trainer.policy.compute_loss(batch, torch.Generator().manual_seed(s)).item() for s in range(4)]))
+
+
+@pytest.mark.parametrize("model, steps", [("unet", 300), ("transformer", 400)])
+def test_overfits_a_handful_of_trajectories(model: str, steps: int, tmp_path: Path, tiny_overrides_for,
+                                            dataset_writer, make_line_episodes) -> None:
+    root = dataset_writer(tmp_path / "ds", make_line_episodes(n=4), cameras=(0,))
+    cfg = make_config(tiny_overrides_for, model, batch_size=32, max_steps=steps, num_epochs=10_000, lr=2e-3,
+                      val_ratio=0.0, ema=False, checkpoint_every_epochs=10_000)
+    trainer = Trainer(cfg, root, tmp_path / "out", show_progress=False)
+    before = dataset_loss(trainer)
+    result = trainer.run()
+    after = dataset_loss(trainer)
+    assert result.global_step == steps
+    assert before / after > 10, f"loss only went from {before:.4f} to {after:.4f}"
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(tmp_path: Path, tiny_overrides_for, line_dataset: Path) -> None:
+    cfg = make_config(tiny_overrides_for, num_epochs=2, top_k=1)
+    trainer = Trainer(cfg, line_dataset, tmp_path / "out", show_progress=False)
+    result = trainer.run()
+    out = tmp_path / "out"
+    # top-k keeps only the best epoch (by validation loss); latest is always there
+    ckpts = sorted(p.name for p in out.glob("*.ckpt"))
+    assert LATEST in ckpts and len(ckpts) == 2 and result.best[0][1] in ckpts
+    payload = torch.load(out / LATEST, weights_only=True)  # shareable: no pickled objects
+    assert payload["train_state"]["global_step"] == result.global_step
+    assert payload["config"]["policy"]["horizon"] == cfg.policy.horizon
+    assert "optimizer" in payload["state_dicts"]
+    assert "optimizer" not in torch.load(out / result.best[0][1], weights_only=True)["state_dicts"]
+
+    policy = load_policy(out / LATEST, device="cpu")
+    assert not policy.training
+    assert (policy.n_obs_steps, policy.n_action_steps, policy.horizon) == (2, 8, 16)
+    batch = next(iter(DataLoader(trainer.train_set, batch_size=4)))
+    expected = trainer.ema.ema_model.eval().predict_action(batch["obs"], generator=torch.Generator().manual_seed(7))
+    got = policy.predict_action(batch["obs"], generator=torch.Generator().manual_seed(7))
+    assert torch.equal(got["action_pred"], expected["action_pred"])
+    raw = load_policy(out / LATEST, use_ema=False)
+    assert torch.equal(raw.normalizer.params_dict["action"]["scale"], trainer.policy.normalizer.params_dict["action"]["scale"])
+    assert not torch.equal(raw.model.final_conv[1].weight, policy.model.final_conv[1].weight)  # EMA differs from raw
+
+
+def interrupt_at_call(trainer: Trainer, n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the ``n``-th training step raise KeyboardInterrupt (as Ctrl-C would)."""
+    real_loss = trainer.policy.compute_loss
+    calls = []
+
+    def loss(batch, generator=None):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real_loss(batch, generator)
+
+    monkeypatch.setattr(trainer.policy, "compute_loss", loss)
+
+
+def test_resume_extends_a_finished_run_and_continues_the_step_count(tmp_path: Path, tiny_overrides_for,
+                                                                    line_dataset: Path) -> None:
+    first = Trainer(make_config(tiny_overrides_for, num_epochs=2), line_dataset, tmp_path / "out", show_progress=False)
+    steps_per_epoch = first.steps_per_epoch
+    assert first.run().global_step == 2 * steps_per_epoch
+    resumed = Trainer(make_config(tiny_overrides_for, num_epochs=4), line_dataset, tmp_path / "out", resume=True,
+                      show_progress=False)
+    assert (resumed.global_step, resumed.epoch) == (2 * steps_per_epoch, 2)
+    result = resumed.run()
+    assert (result.global_step, result.epoch) == (4 * steps_per_epoch, 4)
+    assert load_checkpoint(tmp_path / "out" / LATEST)["train_state"]["global_step"] == 4 * steps_per_epoch
+
+
+def test_run_resumed_at_an_epoch_end_is_identical_to_an_uninterrupted_one(tmp_path: Path, tiny_overrides_for,
+                                                                          line_dataset: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = make_config(tiny_overrides_for, num_epochs=4)
+    straight = Trainer(cfg, line_dataset, tmp_path / "a", show_progress=False)
+    full = straight.run()
+    stopped = Trainer(cfg, line_dataset, tmp_path / "b", show_progress=False)
+    interrupt_at_call(stopped, 2 * stopped.steps_per_epoch + 1, monkeypatch)  # first step of epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        stopped.run()
+    resumed = Trainer(cfg, line_dataset, tmp_path / "b", resume=True, show_progress=False)
+    assert (resumed.global_step, resumed.epoch) == (2 * resumed.steps_per_epoch, 2)
+    second = resumed.run()
+    assert (second.global_step, second.epoch) == (full.global_step, 4)
+    # seeded data order per epoch + restored RNG/optimizer/EMA: bit-identical to never stopping
+    for key, value in straight.policy.state_dict().items():
+        assert torch.equal(value, resumed.policy.state_dict()[key]), key
+    for key, value in straight.ema.ema_model.state_dict().items():
+        assert torch.equal(value, resumed.ema.ema_model.state_dict()[key]), key
+    assert second.val_loss == full.val_loss
+
+
+def test_interrupt_mid_epoch_saves_latest_and_resume_continues(tmp_path: Path, tiny_overrides_for, line_dataset: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = make_config(tiny_overrides_for, num_epochs=3)
+    trainer = Trainer(cfg, line_dataset, tmp_path / "out", show_progress=False)
+    interrupt_at_call(trainer, 3, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    state = load_checkpoint(tmp_path / "out" / LATEST)["train_state"]
+    assert (state["global_step"], state["epoch"]) == (2, 0)
+    resumed = Trainer(cfg, line_dataset, tmp_path / "out", resume=True, show_progress=False)
+    assert resumed.global_step == 2
+    result = resumed.run()
+    # the step count keeps going from 2 (the interrupted epoch's data restarts from its beginning) and the
+    # run ends at its planned number of steps, where the learning-rate schedule ends
+    assert result.global_step == 3 * resumed.steps_per_epoch
+    assert load_checkpoint(tmp_path / "out" / LATEST)["train_state"]["global_step"] == result.global_step
+
+
+def test_existing_run_needs_resume_and_max_steps_stops_mid_epoch(tmp_path: Path, tiny_overrides_for,
+                                                                  line_dataset: Path) -> None:
+    cfg = make_config(tiny_overrides_for, num_epochs=50, max_steps=3)
+    result = Trainer(cfg, line_dataset, tmp_path / "out", show_progress=False).run()
+    assert result.global_step == 3 and result.epoch == 0
+    with pytest.raises(ConfigError, match="--resume"):
+        Trainer(cfg, line_dataset, tmp_path / "out", show_progress=False)
+    longer = Trainer(make_config(tiny_overrides_for, num_epochs=50, max_steps=5), line_dataset, tmp_path / "out",
+                     resume=True, show_progress=False).run()
+    assert longer.global_step == 5
+
+
+def test_learning_rate_schedule() -> None:
+    assert lr_at(0, 1.0, 10, 110) == pytest.approx(0.1)
+    assert lr_at(9, 1.0, 10, 110) == pytest.approx(1.0)
+    assert lr_at(60, 1.0, 10, 110) == pytest.approx(0.5)  # halfway through the cosine
+    assert lr_at(110, 1.0, 10, 110) == pytest.approx(0.0, abs=1e-12)
+    assert lr_at(0, 1.0, 0, 10) == pytest.approx(1.0)
+
+
+def test_foreign_or_missing_checkpoints_get_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_policy(tmp_path / "nope.ckpt")
+    pickled = tmp_path / "pickled.ckpt"
+    pickled.write_bytes(pickle.dumps({"cfg": ConfigError("x")}, protocol=2))
+    with pytest.raises(ConfigError, match="not a robot_stack checkpoint"):
+        load_policy(pickled)
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(ConfigError, match="format tag"):
+        load_policy(tmp_path / "other.ckpt")
+
+
+def test_unavailable_devices_are_config_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match="unknown device"):
+        resolve_device("gpu0")
+    assert resolve_device("cpu") == torch.device("cpu")
