@@ -150,9 +150,16 @@ class PolicyServer:
             return False
         frames = self._sock.recv_multipart(copy=False)
         identity, body = frames[0], frames[1:]
-        reply = self._handle(body, _peer_address(frames[-1]))
+        peer = _peer_address(frames[-1])
+        reply = self._handle(body, peer)
         try:
-            self._sock.send_multipart([identity, *encode(reply, self.limits)], flags=zmq.NOBLOCK)
+            out = encode(reply, self.limits)
+            if reply.kind != "error":
+                self.stats.served += 1
+        except MessageError as exc:  # e.g. the policy produced NaN actions: never sent, reported instead
+            out = encode(self._reject(reply.request_id, exc, peer), self.limits)
+        try:
+            self._sock.send_multipart([identity, *out], flags=zmq.NOBLOCK)
         except zmq.Again:
             # The client is gone or not reading; it will time out on its side.
             self.stats.unsent_replies += 1
@@ -187,7 +194,6 @@ class PolicyServer:
         except Exception as exc:  # noqa: BLE001 - a server must outlive any single bad request
             log.exception("policy server: internal error on request %d from %s", rid, peer)
             return self._reject(rid, MessageError("internal_error", f"{type(exc).__name__}: {exc}"), peer)
-        self.stats.served += 1
         return reply
 
     def _reject(self, rid: int, exc: MessageError, peer: str) -> Message:
