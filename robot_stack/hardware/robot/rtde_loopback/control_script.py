@@ -1,0 +1,338 @@
+"""``ControlScript``: robot-side emulation of ur_rtde's URScript control program (``rtde_control``).
+
+ur_rtde's ``RTDEControlInterface`` uploads a URScript program through the script port and then drives it
+through RTDE registers (offset 0, or 24 with ``FLAG_UPPER_RANGE_REGISTERS``):
+
+* ``input_int_register_0`` holds the command id, ``input_int_register_1`` / ``input_double_register_0..`` its
+  arguments; ``output_int_register_0`` is the program's state: 1 = ready for a command, 2 = done with it.
+* Real-time commands (servoL, servoJ, speedL, ...) are executed every control cycle while present and the
+  program stays ready; the client never waits for them.
+* Any other command is executed once; when it has finished the program writes 2, and it becomes ready (1)
+  again once the client clears the command register (command 0).
+
+This class runs that loop once per control cycle against a ``LoopbackArm`` instead of interpreting URScript.
+Emulated commands: servoL, servoStop, stopL, moveL (synchronous; streamed to the arm as servoL setpoints
+along a trapezoidal-speed straight line), setPayload, setTcp (only to the arm's own TCP offset: the simulated
+arm's kinematics are fixed by its config), getTCPOffset, getStepTime, isSteady, triggerProtectiveStop,
+setWatchdog (action "stop") and stopScript. Any other command is treated like a URScript runtime error: the
+program stops (ur_rtde then returns False and reports that the control script is not running), the reason is
+logged and ``failed_commands`` counts it (as it counts commands with invalid arguments) — a command is never
+acknowledged without being executed.
+A protective stop of the arm also ends the program, as on the robot; after the dashboard's
+"unlock protective stop" the client re-uploads the script (``reuploadScript``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy.spatial.transform import Rotation, Slerp
+
+from robot_stack.hardware.robot.rtde_loopback.arm import LoopbackArm
+from robot_stack.hardware.robot.rtde_loopback.registers import Registers
+
+log = logging.getLogger(__name__)
+
+PROGRAM_NAME = "rtde_control"
+STATE_READY = 1
+STATE_DONE = 2
+
+NO_CMD = 0
+MOVEL = 3
+SERVO_STOP = 16
+SET_PAYLOAD = 17
+SET_TCP = 29
+GET_TCP_OFFSET = 40
+SERVOL = 24
+GET_STEPTIME = 26
+PROTECTIVE_STOP = 31
+STOPL = 33
+SET_WATCHDOG = 35
+IS_STEADY = 47
+STOP_SCRIPT = 255
+
+# Commands the script executes every cycle while present, answering "ready" (as listed in ur_rtde's script).
+REALTIME_COMMANDS = frozenset({6, 9, 10, 11, 24, 25, 26, 27, 38, 58, 66, 67, 68, 69, 70, 71})
+
+# ur_rtde's names of the command ids, for messages about commands the loopback does not emulate.
+COMMAND_NAMES = {
+    1: "moveJ", 2: "moveJ_IK", 3: "moveL", 4: "moveL_FK", 6: "forceMode", 7: "forceModeStop", 8: "zeroFtSensor",
+    9: "speedJ", 10: "speedL", 11: "servoJ", 12: "servoC", 15: "speedStop", 16: "servoStop", 17: "setPayload",
+    18: "teachMode", 19: "endTeachMode", 20: "forceModeSetDamping", 21: "forceModeSetGainScaling", 24: "servoL",
+    25: "toolContact", 26: "getStepTime", 27: "getActualJointPositionsHistory", 28: "getTargetWaypoint",
+    29: "setTcp", 30: "getInverseKinematics", 31: "triggerProtectiveStop", 33: "stopL", 34: "stopJ",
+    35: "setWatchdog", 36: "isPoseWithinSafetyLimits", 37: "isJointsWithinSafetyLimits", 38: "getJointTorques",
+    39: "poseTrans", 40: "getTCPOffset", 41: "jogStart", 42: "jogStop", 43: "getForwardKinematics",
+    44: "getForwardKinematics", 45: "movePath", 46: "getInverseKinematics", 47: "isSteady",
+    51: "moveUntilContact", 52: "freedriveMode", 53: "endFreedriveMode", 54: "getFreedriveStatus",
+    62: "startContactDetection", 63: "stopContactDetection", 64: "readContactDetection",
+    65: "setTargetPayload", 66: "directTorque", 255: "stopScript",
+}
+
+# moveL is streamed as servoL setpoints with tight tracking; it is done once the arm is this close and at rest.
+_MOVE_LOOKAHEAD = 0.03
+_MOVE_GAIN = 2000.0
+_MOVE_POS_TOL = 2e-4  # m
+_MOVE_ROT_TOL = 2e-3  # rad
+_MOVE_SETTLE_DECEL = 1.0  # m/s^2, servoStop at the end of a moveL
+_MOVE_SETTLE_TIMEOUT = 2.0  # s after the profile ends
+_OFFSET = re.compile(r"reg_offset_int\s*=\s*(?:#[^\n]*\n\s*)?(\d+)")
+
+
+def command_name(cmd: int) -> str:
+    """ur_rtde's name of command ``cmd``."""
+    return f"{COMMAND_NAMES.get(cmd, 'unknown command')} (id {cmd})"
+
+
+class ControlScript:
+    """The control program's state and its per-cycle command loop (see module docstring)."""
+
+    def __init__(self, arm: LoopbackArm, registers: Registers, period: float, tcp_offset: Sequence[float]):
+        self.arm = arm
+        self.registers = registers
+        self.period = period
+        self.tcp_offset = np.asarray(tcp_offset, dtype=np.float64)
+        self.running = False
+        self.program_name = ""  # name of the last program started
+        self.stop_reason = ""  # why the last program ended
+        self.offset = 0
+        self.payload_mass = 0.0
+        self.payload_cog = (0.0, 0.0, 0.0)
+        self.programs_started = 0
+        self.failed_commands = 0
+        self._executing = False
+        self._pending: Callable[[], bool] | None = None  # non-real-time command in progress; True when done
+        self._watchdog_timeout: float | None = None
+
+    # -- program lifecycle ---------------------------------------------------------------------------------
+    def load(self, source: str) -> bool:
+        """Start the program in ``source`` (a URScript text); False (logged) if it cannot run here."""
+        if f"def {PROGRAM_NAME}():" not in source:
+            first = source.strip().splitlines()[0][:80] if source.strip() else "<empty>"
+            log.warning(
+                "rtde loopback: cannot run URScript program %r: only ur_rtde's %s script is emulated",
+                first, PROGRAM_NAME,
+            )
+            return False
+        if self.arm.is_protective_stopped():
+            log.warning("rtde loopback: program %s not started: the arm is in protective stop", PROGRAM_NAME)
+            return False
+        if self.running:
+            self.stop("replaced by a newly uploaded program")
+        m = _OFFSET.search(source)
+        self.offset = int(m.group(1)) if m else 0
+        if self.offset not in (0, 24):
+            log.warning("rtde loopback: register offset %d in %s is not 0 or 24; using 0", self.offset, PROGRAM_NAME)
+            self.offset = 0
+        self.arm.connect()
+        self.running = True
+        self.program_name = PROGRAM_NAME
+        self.stop_reason = ""
+        self.programs_started += 1
+        self._executing = False
+        self._pending = None
+        self._watchdog_timeout = None
+        # reset_async_progress(): one register write, no asynchronous operation running
+        self.registers.output_int[2 + self.offset] = 1 << 16
+        self._write_state(STATE_READY)
+        log.info("rtde loopback: program %s started (register offset %d)", PROGRAM_NAME, self.offset)
+        return True
+
+    def stop(self, reason: str) -> None:
+        """End the program (the arm decelerates to rest)."""
+        if not self.running:
+            return
+        self.running = False
+        self.stop_reason = reason
+        self._pending = None
+        self._watchdog_timeout = None
+        self.arm.stop_script()
+        log.info("rtde loopback: program %s stopped: %s", self.program_name, reason)
+
+    # -- one control cycle ---------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Run one cycle of the program's command loop (no-op while no program runs)."""
+        if not self.running:
+            return
+        if self.arm.is_protective_stopped():
+            self.stop("protective stop")
+            return
+        if self._watchdog_expired():
+            return
+        cmd = self.registers.input_int[self.offset]
+        if cmd in REALTIME_COMMANDS:
+            if self._execute(cmd):
+                self._write_state(STATE_READY)
+        elif cmd == NO_CMD:
+            self._executing = False
+            self._pending = None
+            self._write_state(STATE_READY)
+        elif not self._executing:
+            self._executing = True
+            self._execute(cmd)
+        if self._pending is not None and self.running and self._pending():
+            self._pending = None
+            self._write_state(STATE_DONE)
+
+    def _watchdog_expired(self) -> bool:
+        if self._watchdog_timeout is None:
+            return False
+        silent = time.monotonic() - self.registers.input_int_written_at[self.offset]
+        if silent <= self._watchdog_timeout:
+            return False
+        self.stop(
+            f"RTDE watchdog: input_int_register_{self.offset} not written for {silent:.3f} s "
+            f"(limit {self._watchdog_timeout:.3f} s)"
+        )
+        return True
+
+    def _write_state(self, state: int) -> None:
+        self.registers.output_int[self.offset] = state
+
+    def _in_double(self, first: int, n: int) -> np.ndarray:
+        start = self.offset + first
+        return np.asarray(self.registers.input_double[start : start + n], dtype=np.float64)
+
+    def _in_int(self, index: int) -> int:
+        return self.registers.input_int[self.offset + index]
+
+    def _execute(self, cmd: int) -> bool:
+        """Execute ``cmd``; a non-real-time command that takes time sets ``_pending``. False if the program ended."""
+        if cmd == SERVOL:
+            pose = self._in_double(0, 6)
+            speed, accel, dt, lookahead, gain = self._in_double(6, 5)
+            if not self.arm.servo_l(pose, speed, accel, dt, lookahead, gain):
+                self.stop(f"servoL to {np.round(pose, 4).tolist()} refused by the arm")
+                return False
+        elif cmd == GET_STEPTIME:
+            self.registers.output_double[self.offset] = self.period
+        elif cmd in (SERVO_STOP, STOPL):
+            decel = float(self._in_double(0, 1)[0])
+            if not (math.isfinite(decel) and decel > 0):
+                return self._runtime_error(cmd, f"deceleration must be positive, got {decel}")
+            if cmd == STOPL:
+                self.arm.stop_l(decel)
+            else:
+                self.arm.servo_stop(decel)
+            asynchronous = cmd == STOPL and self._in_int(1) == 1
+            self._pending = (lambda: True) if asynchronous else self._at_rest
+        elif cmd == MOVEL:
+            if self._in_int(1) == 1:
+                return self._runtime_error(cmd, "asynchronous moveL is not emulated")
+            self._pending = self._start_move_l(self._in_double(0, 6), *self._in_double(6, 2))
+        elif cmd == SET_PAYLOAD:
+            mass, cx, cy, cz = self._in_double(0, 4)
+            self.payload_mass = float(mass)
+            if (cx, cy, cz) != (0.0, 0.0, 0.0):  # all zero keeps the current centre of gravity
+                self.payload_cog = (float(cx), float(cy), float(cz))
+            self._pending = lambda: True
+        elif cmd == SET_TCP:
+            tcp = self._in_double(0, 6)
+            if not np.allclose(tcp, self.tcp_offset, rtol=0.0, atol=1e-9):
+                return self._runtime_error(
+                    cmd,
+                    f"TCP {tcp.tolist()} differs from the simulated arm's tcp_offset {self.tcp_offset.tolist()} "
+                    "(set tcp_offset in the arm's RobotConfig instead)",
+                )
+            self._pending = lambda: True
+        elif cmd == GET_TCP_OFFSET:
+            self.registers.output_double[self.offset : self.offset + 6] = self.tcp_offset.tolist()
+            self._pending = lambda: True
+        elif cmd == IS_STEADY:
+            self.registers.output_int[self.offset + 1] = 1 if self._at_rest() else 0
+            self._pending = lambda: True
+        elif cmd == PROTECTIVE_STOP:
+            self.arm.trigger_protective_stop("triggerProtectiveStop() from the RTDE client")
+            self.stop("protective stop")
+            return False
+        elif cmd == SET_WATCHDOG:
+            min_frequency = float(self._in_double(0, 1)[0])
+            if not (math.isfinite(min_frequency) and min_frequency > 0):
+                return self._runtime_error(cmd, f"watchdog frequency must be positive, got {min_frequency}")
+            self._watchdog_timeout = 1.0 / min_frequency
+            self._pending = lambda: True
+        elif cmd == STOP_SCRIPT:
+            self.stop("stopScript() from the RTDE client")
+            return False
+        else:
+            return self._runtime_error(cmd, "not emulated by the RTDE loopback")
+        return True
+
+    def _at_rest(self) -> bool:
+        return not np.any(self.arm.get_actual_qd())
+
+    def _runtime_error(self, cmd: int, why: str) -> bool:
+        """End the program like a URScript runtime error would (the client's command then returns False)."""
+        self.failed_commands += 1
+        log.error("rtde loopback: %s: %s; stopping the control program", command_name(cmd), why)
+        self.stop(f"{command_name(cmd)}: {why}")
+        return False
+
+    # -- moveL ---------------------------------------------------------------------------------------------
+    def _start_move_l(self, target: np.ndarray, speed: float, accel: float) -> Callable[[], bool]:
+        """Begin a straight-line move; returns the per-cycle step that reports completion."""
+        start = self.arm.get_actual_tcp_pose() if self._at_rest() else self.arm.get_target_tcp_pose()
+        distance = float(np.linalg.norm(target[:3] - start[:3]))
+        angle = float((Rotation.from_rotvec(start[3:]).inv() * Rotation.from_rotvec(target[3:])).magnitude())
+        # Tool speed/acceleration apply to the position; a pure rotation uses them in rad/s, rad/s^2.
+        length = distance if distance > 1e-6 else angle
+        duration = _trapezoid_duration(length, max(speed, 1e-6), max(accel, 1e-6))
+        slerp = Slerp([0.0, 1.0], Rotation.from_rotvec(np.stack([start[3:], target[3:]])))
+        elapsed = 0.0
+        settling = False
+
+        def step() -> bool:
+            nonlocal elapsed, settling
+            if settling:
+                return self._at_rest()
+            elapsed += self.period
+            if elapsed > duration + _MOVE_SETTLE_TIMEOUT:
+                self.stop(f"moveL: the arm did not reach {np.round(target, 4).tolist()} within {elapsed:.1f} s")
+                return False
+            s = _trapezoid_fraction(elapsed, duration, length, speed, accel)
+            pose = np.concatenate([start[:3] + s * (target[:3] - start[:3]), slerp([s]).as_rotvec()[0]])
+            if not self.arm.servo_l(pose, speed, accel, self.period, _MOVE_LOOKAHEAD, _MOVE_GAIN):
+                self.stop(f"moveL setpoint {np.round(pose, 4).tolist()} refused by the arm")
+                return False
+            if s >= 1.0 and _reached(self.arm.get_actual_tcp_pose(), target):
+                self.arm.servo_stop(_MOVE_SETTLE_DECEL)
+                settling = True
+            return False
+
+        return step
+
+
+def _trapezoid_duration(length: float, speed: float, accel: float) -> float:
+    """Duration of a rest-to-rest move over ``length`` with speed and acceleration limits."""
+    if length <= 0.0:
+        return 0.0
+    if length < speed * speed / accel:  # never reaches full speed: triangular profile
+        return 2.0 * math.sqrt(length / accel)
+    return length / speed + speed / accel
+
+
+def _trapezoid_fraction(t: float, duration: float, length: float, speed: float, accel: float) -> float:
+    """Fraction of the path covered at time ``t`` of a trapezoidal-speed move (1 once it is over)."""
+    if t >= duration or length <= 0.0:
+        return 1.0
+    v_peak = min(speed, math.sqrt(length * accel))
+    t_acc = v_peak / accel
+    if t < t_acc:
+        covered = 0.5 * accel * t * t
+    elif t <= duration - t_acc:
+        covered = 0.5 * accel * t_acc * t_acc + v_peak * (t - t_acc)
+    else:
+        remaining = duration - t
+        covered = length - 0.5 * accel * remaining * remaining
+    return min(max(covered / length, 0.0), 1.0)
+
+
+def _reached(actual: np.ndarray, target: np.ndarray) -> bool:
+    pos = float(np.linalg.norm(actual[:3] - target[:3]))
+    rot = float((Rotation.from_rotvec(actual[3:]).inv() * Rotation.from_rotvec(target[3:])).magnitude())
+    return pos <= _MOVE_POS_TOL and rot <= _MOVE_ROT_TOL
