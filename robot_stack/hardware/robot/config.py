@@ -123,7 +123,7 @@ class RobotConfig:
     stop_deceleration: float = 1.0  # m/s^2 tool deceleration for servoStop/stopL
     payload_mass: float | None = None  # kg; None keeps the payload configured on the pendant
     payload_cog: Vec3 = (0.0, 0.0, 0.0)  # m, from the flange
-    connect_timeout: float = 2.0  # s, reachability check before ur_rtde connects
+    connect_timeout: float = 2.0  # s, per step of the dashboard/RTDE probe before ur_rtde connects
     sim: SimArmConfig = field(default_factory=SimArmConfig)
 
     def __post_init__(self) -> None:

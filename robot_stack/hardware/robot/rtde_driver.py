@@ -1,16 +1,18 @@
 """``RTDEDriver``: the real UR arm over ur_rtde (``RTDEReceiveInterface`` + ``RTDEControlInterface``).
 
 ur_rtde reports problems as bare ``RuntimeError("read: End of file")``-style messages from deep inside the
-C++ library, and blocks for a long time on an unroutable IP. So ``connect`` first checks that the
-controller's dashboard (29999) and RTDE (30004) ports accept a TCP connection within ``connect_timeout``,
-then opens the interfaces, translating every failure into a ``RobotError`` subclass that names the IP/port
-and what to check on the robot.
+C++ library, and its constructors hold the GIL and can block forever when something at the address accepts
+the connection but does not speak RTDE. So ``connect`` first probes the controller in Python, with
+timeouts: the dashboard server (29999) must greet us, and the RTDE server (30004) must answer a protocol
+version request. Only then are the ur_rtde interfaces opened; every failure becomes a ``RobotError`` subclass
+that names the IP/port and what to check on the robot.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import struct
 from typing import Any, Sequence
 
 import numpy as np
@@ -35,18 +37,72 @@ _CHECKLIST = (
 )
 
 
-def check_reachable(ip: str, port: int, timeout: float) -> None:
-    """Raise ``RobotConnectionError`` unless ``ip:port`` accepts a TCP connection within ``timeout`` s."""
+_RTDE_REQUEST_PROTOCOL_VERSION = 86  # 'V'
+_RTDE_PROTOCOL_VERSION = 2
+
+
+def _open(ip: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to ``ip:port``, or a ``RobotConnectionError`` saying why not."""
     try:
-        with socket.create_connection((ip, port), timeout=timeout):
-            return
+        sock = socket.create_connection((ip, port), timeout=timeout)
     except socket.timeout:
         why = f"no answer within {timeout:g} s"
     except ConnectionRefusedError:
-        why = "connection refused (host is up but nothing listens on that port)"
+        why = "connection refused (the host is up but nothing listens on that port)"
     except OSError as exc:
         why = exc.strerror or str(exc)
+    else:
+        sock.settimeout(timeout)
+        return sock
     raise RobotConnectionError(f"cannot reach the UR controller at {ip}:{port}: {why}; " + _CHECKLIST.format(ip=ip))
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("the connection was closed by the other side")
+        data += chunk
+    return data
+
+
+def probe_controller(ip: str, timeout: float) -> None:
+    """Check, with timeouts, that ``ip`` runs a UR dashboard server and an RTDE server that answer.
+
+    Raises ``RobotConnectionError`` naming the port and the problem (unreachable, refused, silent, not a UR).
+    """
+    where = f"{ip}:{DASHBOARD_PORT}"
+    with _open(ip, DASHBOARD_PORT, timeout) as sock:
+        try:
+            greeting = sock.recv(256).decode(errors="replace").strip()
+        except socket.timeout:
+            greeting = None
+        except OSError as exc:
+            greeting = f"<{exc}>"
+    if greeting is None or "Dashboard" not in greeting:
+        got = "nothing" if greeting is None else repr(greeting or "<connection closed>")
+        raise RobotConnectionError(
+            f"{where} accepted the connection but did not greet like a UR dashboard server (got {got} within "
+            f"{timeout:g} s): is robot_ip really the robot controller? " + _CHECKLIST.format(ip=ip)
+        )
+    where = f"{ip}:{RTDE_PORT}"
+    with _open(ip, RTDE_PORT, timeout) as sock:
+        try:
+            sock.sendall(struct.pack(">HBH", 5, _RTDE_REQUEST_PROTOCOL_VERSION, _RTDE_PROTOCOL_VERSION))
+            size, kind = struct.unpack(">HB", _recv_exactly(sock, 3))
+            payload = _recv_exactly(sock, max(0, size - 3))
+        except (OSError, ConnectionError) as exc:
+            why = f"no reply within {timeout:g} s" if isinstance(exc, socket.timeout) else str(exc)
+            raise RobotConnectionError(
+                f"{where} accepted the connection but did not answer an RTDE protocol request ({why}): is robot_ip "
+                "really the robot controller, and is the controller fully booted? " + _CHECKLIST.format(ip=ip)
+            ) from None
+    if kind != _RTDE_REQUEST_PROTOCOL_VERSION or not payload or payload[0] != 1:
+        raise RobotConnectionError(
+            f"{where} did not accept RTDE protocol version {_RTDE_PROTOCOL_VERSION} (reply type {kind}, payload "
+            f"{payload!r}): the controller software is too old for ur_rtde (CB3 needs software >= 3.4)"
+        )
 
 
 class RTDEDriver(RobotDriver):
@@ -64,8 +120,7 @@ class RTDEDriver(RobotDriver):
         import rtde_receive
 
         ip, freq = self.ip, float(self.config.frequency)
-        for port in (DASHBOARD_PORT, RTDE_PORT):
-            check_reachable(ip, port, self.config.connect_timeout)
+        probe_controller(ip, self.config.connect_timeout)
         try:
             self._receive = rtde_receive.RTDEReceiveInterface(ip, freq)
         except (RuntimeError, ValueError) as exc:
