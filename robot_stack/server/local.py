@@ -56,7 +56,9 @@ class PolicyProcess(DeviceProcess):
         self._server: PolicyServer | None = None
 
     def setup(self) -> None:
-        self._server = PolicyServer(self.make_service(), bind=self.endpoint, token=self.token)
+        service = self.make_service()
+        service.warmup()  # lazy allocations happen now, not in the first real request
+        self._server = PolicyServer(service, bind=self.endpoint, token=self.token)
 
     def step(self) -> None:
         assert self._server is not None

@@ -118,6 +118,14 @@ class PolicyService:
         self.policy = policy
         self.info = PolicyInfo.of(policy, dt)
 
+    def warmup(self) -> float:
+        """Run one inference on a neutral observation (first calls allocate/compile); returns its seconds."""
+        obs = {
+            key: np.full((self.info.n_obs_steps, *shape), 0.5 if len(shape) == 3 else 0.0, np.float32)
+            for key, shape in self.info.obs_shapes.items()
+        }
+        return self.infer(obs)[1]
+
     def infer(self, obs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, float]:
         """Run the policy on one observation history; returns (actions (n_action_steps, Da), seconds taken).
 

@@ -85,6 +85,21 @@ def is_loopback(endpoint: str) -> bool:
     return host in _LOOPBACK_HOSTS or host.startswith("127.")
 
 
+def check_bind(bind: str, allow_remote: bool, token: str | None) -> str:
+    """The server endpoint for ``bind``; ``ConfigError`` for a non-loopback address without ``allow_remote``."""
+    endpoint = normalize_endpoint(bind)
+    if not is_loopback(endpoint) and not allow_remote:
+        raise ConfigError(
+            f"refusing to bind the policy server to {endpoint}: that exposes the robot's policy to the "
+            "network. Bind 127.0.0.1 (default), or pass --allow-remote (with --token) on a trusted network"
+        )
+    if token is not None and not token:
+        raise ConfigError("token: must not be empty (omit it to run without one)")
+    if not is_loopback(endpoint) and token is None:
+        log.warning("policy server on %s without a token: anyone who can reach it can query it", endpoint)
+    return endpoint
+
+
 def _configure(sock: zmq.Socket, endpoint: str, limits: Limits) -> None:
     sock.setsockopt(zmq.LINGER, 0)
     # Reject oversized frames at the socket, before they are even buffered.
@@ -119,16 +134,7 @@ class PolicyServer:
         allow_remote: bool = False,
         limits: Limits = DEFAULT_LIMITS,
     ):
-        endpoint = normalize_endpoint(bind)
-        if not is_loopback(endpoint) and not allow_remote:
-            raise ConfigError(
-                f"refusing to bind the policy server to {endpoint}: that exposes the robot's policy to the "
-                "network. Bind 127.0.0.1 (default), or pass --allow-remote (with --token) on a trusted network"
-            )
-        if token is not None and not token:
-            raise ConfigError("token: must not be empty (omit it to run without one)")
-        if not is_loopback(endpoint) and token is None:
-            log.warning("policy server on %s without a token: anyone who can reach it can query it", endpoint)
+        endpoint = check_bind(bind, allow_remote, token)
         self.service = service
         self.token = token
         self.limits = limits
