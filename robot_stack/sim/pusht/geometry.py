@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
 
@@ -30,19 +29,44 @@ def wrap_angle(angle: float) -> float:
 def iou(parts: tuple[np.ndarray, ...], pose_a: np.ndarray, pose_b: np.ndarray) -> float:
     """Exact intersection-over-union of one shape placed at two poses.
 
-    The shape is a union of convex ``parts`` with disjoint interiors, so the intersection area is the sum of
-    the pairwise convex intersections. Coordinates are centred on ``pose_b`` before the float32 clipping.
+    The shape is a union of convex counter-clockwise ``parts`` with disjoint interiors, so the intersection
+    area is the sum of the pairwise convex intersections. (OpenCV's ``intersectConvexConvex`` is not used: it
+    returns wrong areas for nearly coincident polygons — exactly the near-goal case that decides success.)
     """
     area = sum(abs(polygon_area(p)) for p in parts)
-    origin = np.array([pose_b[0], pose_b[1], 0.0])
-    a = [transform_points(p, np.asarray(pose_a) - origin).astype(np.float32) for p in parts]
-    b = [transform_points(p, np.asarray(pose_b) - origin).astype(np.float32) for p in parts]
+    a = [transform_points(p, pose_a).tolist() for p in parts]
+    b = [transform_points(p, pose_b).tolist() for p in parts]
     inter = 0.0
     for pa in a:
         for pb in b:
-            inter += cv2.intersectConvexConvex(pa, pb)[0]
+            inter += _convex_intersection_area(pa, pb)
     inter = min(inter, area)
     return float(inter / (2 * area - inter))
+
+
+def _convex_intersection_area(subject: list[list[float]], clipper: list[list[float]]) -> float:
+    """Area of the intersection of two convex counter-clockwise polygons (Sutherland-Hodgman clipping)."""
+    poly = subject
+    for i in range(len(clipper)):
+        if len(poly) < 3:
+            return 0.0
+        ax, ay = clipper[i - 1]
+        bx, by = clipper[i]
+        ex, ey = bx - ax, by - ay
+        side = [ex * (y - ay) - ey * (x - ax) for x, y in poly]  # >= 0: inside (left of the clip edge)
+        out = []
+        for j in range(len(poly)):
+            p, sp = poly[j - 1], side[j - 1]
+            q, sq = poly[j], side[j]
+            if (sp >= 0) != (sq >= 0):
+                t = sp / (sp - sq)
+                out.append([p[0] + (q[0] - p[0]) * t, p[1] + (q[1] - p[1]) * t])
+            if sq >= 0:
+                out.append(q)
+        poly = out
+    if len(poly) < 3:
+        return 0.0
+    return abs(sum(poly[k - 1][0] * poly[k][1] - poly[k][0] * poly[k - 1][1] for k in range(len(poly)))) / 2
 
 
 def footprint_points(parts: tuple[np.ndarray, ...], spacing: float) -> np.ndarray:
