@@ -343,8 +343,8 @@ class ReplayBuffer:
         tail = [".0"] * (arr.ndim - 1)
         names = [".zarray"] + [str(c) + "".join(tail) for c in range(start // rows, (stop - 1) // rows + 1)]
         for name in names:
-            _fsync_path(folder / name)
-        _fsync_path(folder)
+            fsync_path(folder / name)
+        fsync_path(folder)
 
 
 def _write_rows(arr: zarr.Array, start: int, values: np.ndarray) -> None:
@@ -388,7 +388,8 @@ def _deferred_interrupts() -> Iterator[None]:
                 signal.raise_signal(signum)
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file or folder to stable storage (a missing path is skipped)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:  # an all-fill chunk is not stored at all

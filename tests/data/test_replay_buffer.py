@@ -21,9 +21,9 @@ import zarr.storage._local as zarr_local
 
 from robot_stack.data.replay_buffer import EpisodeWriteError, ReplayBuffer, ReplayBufferError
 
+from rb_writer import episode  # deterministic episode content shared with the writer subprocess
+
 WRITER = Path(__file__).with_name("rb_writer.py")
-sys.path.insert(0, str(WRITER.parent))
-from rb_writer import episode  # noqa: E402  (deterministic episode content shared with the subprocess)
 
 
 def assert_episodes_intact(rb: ReplayBuffer, n: int) -> None:

@@ -1,0 +1,146 @@
+"""``EpisodeDataset``: a demonstration dataset folder — the replay buffer plus one video per camera per episode.
+
+Layout (the original Diffusion Policy real-robot layout)::
+
+    DATASET/
+      replay_buffer.zarr/                      per-step arrays (see ``ReplayBuffer``)
+      videos/<episode>/<camera>.mp4            one video per camera per episode (camera = 0, 1, ...)
+      videos/<episode>/<camera>.timestamps.npy capture time of each video frame (runtime clock)
+
+Saving an episode is atomic. Its videos are written into a staging folder (``videos/.staging``) while it
+is recorded; ``commit_episode`` moves that folder to ``videos/<index>`` (one rename) and then adds the
+per-step data to the replay buffer, whose episode end is the commit point. A crash, Ctrl-C or full disk
+before that point leaves at most a staging folder or a video folder with no episode, which a write-mode
+open removes (and logs); the earlier episodes are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from robot_stack.data.replay_buffer import OpenMode, ReplayBuffer, fsync_path
+from robot_stack.data.video_recorder import timestamps_path
+
+log = logging.getLogger(__name__)
+
+REPLAY_BUFFER_NAME = "replay_buffer.zarr"
+VIDEO_DIR_NAME = "videos"
+_STAGING = ".staging"
+
+
+class EpisodeDataset:
+    """A dataset folder: ``replay_buffer`` (``ReplayBuffer``) plus per-episode video folders."""
+
+    def __init__(self, root: Path, replay_buffer: ReplayBuffer):
+        """Use ``EpisodeDataset.open``."""
+        self.root = root
+        self.replay_buffer = replay_buffer
+        self.video_root = root / VIDEO_DIR_NAME
+        if replay_buffer.writable:
+            self._remove_leftovers()
+
+    @classmethod
+    def open(cls, root: str | Path, mode: OpenMode = "r") -> "EpisodeDataset":
+        """Open the dataset at ``root``: ``'r'``, ``'r+'``, or ``'a'`` (created if missing); see ``ReplayBuffer.open``."""
+        root = Path(root)
+        if mode == "a":
+            root.mkdir(parents=True, exist_ok=True)
+        return cls(root, ReplayBuffer.open(root / REPLAY_BUFFER_NAME, mode))
+
+    def close(self) -> None:
+        """Release the replay buffer's writer lock."""
+        self.replay_buffer.close()
+
+    def __enter__(self) -> "EpisodeDataset":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def n_episodes(self) -> int:
+        """Number of complete episodes."""
+        return self.replay_buffer.n_episodes
+
+    # -- paths -------------------------------------------------------------------------------------------
+    def episode_dir(self, episode: int) -> Path:
+        """``videos/<episode>``."""
+        return self.video_root / str(episode)
+
+    def video_path(self, episode: int, camera: int) -> Path:
+        """``videos/<episode>/<camera>.mp4``."""
+        return self.episode_dir(episode) / f"{camera}.mp4"
+
+    def timestamps_path(self, episode: int, camera: int) -> Path:
+        """``videos/<episode>/<camera>.timestamps.npy``."""
+        return timestamps_path(self.video_path(episode, camera))
+
+    def video_timestamps(self, episode: int, camera: int) -> np.ndarray:
+        """Capture times (runtime clock) of the frames of one episode's video."""
+        return np.load(self.timestamps_path(episode, camera))
+
+    # -- writing -----------------------------------------------------------------------------------------
+    def new_staging_dir(self) -> Path:
+        """An empty folder for the videos of the episode being recorded (replaces any previous one)."""
+        staging = self.video_root / _STAGING
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        return staging
+
+    def discard_staging(self) -> None:
+        """Delete the videos of an episode that will not be saved."""
+        shutil.rmtree(self.video_root / _STAGING, ignore_errors=True)
+
+    def commit_episode(self, data: Mapping[str, np.ndarray], videos: Path | None = None) -> int:
+        """Save one episode: ``videos`` (a staging folder, or None) becomes ``videos/<index>``, then ``data``
+        is added to the replay buffer. Returns the episode index.
+
+        On failure (e.g. ``EpisodeWriteError`` for a full disk) the episode's videos are removed and the
+        error propagates; earlier episodes are intact.
+        """
+        index = self.n_episodes
+        target = self.episode_dir(index)
+        if target.exists():  # left by an episode that never committed
+            shutil.rmtree(target)
+        self.video_root.mkdir(parents=True, exist_ok=True)
+        try:
+            if videos is not None:
+                _fsync_tree(videos)
+                os.rename(videos, target)
+                fsync_path(self.video_root)
+            self.replay_buffer.add_episode(data)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        return index
+
+    def drop_last_episode(self) -> int:
+        """Remove the last episode (data, then videos); returns its index."""
+        index = self.n_episodes - 1
+        self.replay_buffer.drop_last_episode()
+        shutil.rmtree(self.episode_dir(index), ignore_errors=True)
+        return index
+
+    def _remove_leftovers(self) -> None:
+        """Delete video folders of episodes that never committed (a crash between rename and commit)."""
+        if not self.video_root.is_dir():
+            return
+        for entry in self.video_root.iterdir():
+            stale = entry.name == _STAGING or (entry.name.isdigit() and int(entry.name) >= self.n_episodes)
+            if stale:
+                log.warning("%s: removing %s, left by an episode that was not saved", self.root, entry)
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush a folder's files and the folder itself, so the rename below cannot expose unwritten videos."""
+    for path in folder.iterdir():
+        fsync_path(path)
+    fsync_path(folder)
