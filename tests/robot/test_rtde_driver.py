@@ -66,7 +66,8 @@ def test_ur_rtde_failures_after_the_probe_are_translated(rtde_config):
 def test_control_interface_errors_say_what_to_do_on_the_pendant():
     remote = _control_error("10.0.0.2", RuntimeError("ur_rtde: Please enable remote control on the robot!"))
     assert isinstance(remote, RemoteControlError) and "Settings > System > Remote Control" in str(remote)
-    script = _control_error("10.0.0.2", RuntimeError("ur_rtde: Failed to start control script, before timeout of 5 seconds"))
+    failed = RuntimeError("ur_rtde: Failed to start control script, before timeout of 5 seconds")
+    script = _control_error("10.0.0.2", failed)
     assert "release the brakes" in str(script) and "10.0.0.2" in str(script)
     other = _control_error("10.0.0.2", RuntimeError("read: End of file"))
     assert isinstance(other, RobotConnectionError) and "10.0.0.2" in str(other)

@@ -158,7 +158,9 @@ class RobotConfig:
 
     def _check_rtde(self) -> None:
         if not self.robot_ip:
-            raise ConfigError("robot_ip is required for driver 'rtde' (the robot's IP, see the pendant's network settings)")
+            raise ConfigError(
+                "robot_ip is required for driver 'rtde' (the robot's IP, see the pendant's network settings)"
+            )
         try:
             ipaddress.ip_address(self.robot_ip)
         except ValueError:

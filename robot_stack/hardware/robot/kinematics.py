@@ -88,9 +88,13 @@ def matrix_to_pose(matrix: np.ndarray) -> np.ndarray:
     return np.concatenate([matrix[:3, 3], matrix_to_rotvec(matrix[:3, :3])])
 
 
+_COS_ALPHA = tuple(math.cos(a) for a in ALPHA)
+_SIN_ALPHA = tuple(math.sin(a) for a in ALPHA)
+
+
 def _dh(theta: float, i: int) -> np.ndarray:
     ct, st = math.cos(theta), math.sin(theta)
-    ca, sa = math.cos(ALPHA[i]), math.sin(ALPHA[i])
+    ca, sa = _COS_ALPHA[i], _SIN_ALPHA[i]
     return np.array(
         [
             [ct, -st * ca, st * sa, A[i] * ct],
@@ -225,12 +229,17 @@ class UR5Kinematics:
         """Geometric Jacobian (6, 6) of the TCP in the base frame: ``[v; w] = J @ qd``."""
         frames = flange_frames(q)
         p_tcp = (frames[-1] @ self.tcp)[:3, 3]
-        jac = np.empty((6, 6))
-        for i in range(6):
-            z = frames[i][:3, 2]
-            jac[:3, i] = np.cross(z, p_tcp - frames[i][:3, 3])
-            jac[3:, i] = z
-        return jac
+        z = np.array([f[:3, 2] for f in frames[:6]])  # joint axes (6, 3)
+        r = p_tcp - np.array([f[:3, 3] for f in frames[:6]])  # joint origin -> TCP (6, 3)
+        # cross(z, r) row by row, written out: np.cross costs more than the rest of the Jacobian
+        lin = np.stack(
+            [
+                z[:, 1] * r[:, 2] - z[:, 2] * r[:, 1],
+                z[:, 2] * r[:, 0] - z[:, 0] * r[:, 2],
+                z[:, 0] * r[:, 1] - z[:, 1] * r[:, 0],
+            ]
+        )
+        return np.vstack([lin, z.T])
 
     def tcp_speed(self, q: Sequence[float], qd: Sequence[float]) -> np.ndarray:
         """TCP twist ``[vx, vy, vz, wx, wy, wz]`` in the base frame (what RTDE calls actual TCP speed)."""

@@ -1,0 +1,52 @@
+"""The controller with the real ur_rtde driver, against the RTDE loopback server backed by the sim twin."""
+
+import time
+
+import numpy as np
+import pytest
+
+from robot_stack.hardware.robot.controller import RobotController
+from robot_stack.hardware.robot.rtde_loopback.sim_process import SimLoopbackProcess
+from robot_stack.runtime import now
+
+RUNTIME_STATE_STOPPED = 1  # RTDE runtime_state: the control program is not running
+
+
+def wait_for(predicate, timeout, poll=0.01):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll)
+    return predicate()
+
+
+def test_waypoints_watchdog_and_shutdown_over_rtde(sim_config):
+    with SimLoopbackProcess(sim_config) as loopback:
+        config = sim_config.replace(driver="rtde", robot_ip=loopback.host, frequency=125.0, command_timeout=0.3)
+        with RobotController(config) as robot:
+            p0 = robot.get_state()["actual_tcp_pose"]
+            assert loopback.state.get()["runtime_state"] != RUNTIME_STATE_STOPPED  # ur_rtde's script runs
+            t0 = now()
+            goal = p0 + [0.03, -0.02, 0.0, 0.0, 0.0, 0.0]
+            while now() < t0 + 1.0:  # stream toward the goal, arriving at t0 + 0.6
+                robot.schedule_waypoint(goal, t0 + 0.6)
+                time.sleep(0.05)
+            rec = robot.get_all_state()
+            i = int(np.argmin(np.abs(rec["loop_time"] - (t0 + 0.6))))
+            assert np.linalg.norm(rec["commanded_pose"][i, :3] - goal[:3]) < 0.002
+            np.testing.assert_allclose(rec["actual_tcp_pose"][-1, :3], goal[:3], atol=3e-3)
+            # the state comes from RTDE: the loopback twin published the same pose
+            np.testing.assert_allclose(loopback.state.get()["actual_tcp_pose"][:3], goal[:3], atol=3e-3)
+            assert np.median(np.diff(rec["loop_time"])) == pytest.approx(config.period, rel=0.05)
+
+            # start a slow move, then go silent: servoStop over RTDE, the twin comes to rest
+            far = goal + [0.1, 0.0, 0.0, 0.0, 0.0, 0.0]
+            robot.schedule_waypoint(far, now() + 1.0)
+            t_last = now()
+            assert wait_for(lambda: robot.get_state()["holding"], timeout=1.5)
+            assert robot.get_state()["timestamp"] - t_last < 0.3 + 0.25
+            assert wait_for(lambda: not np.any(loopback.state.get()["actual_qd"]), timeout=1.5)
+            assert loopback.state.get()["actual_tcp_pose"][0] < far[0] - 0.03
+        # on exit the controller stopped the control script and disconnected
+        assert wait_for(lambda: loopback.state.get()["runtime_state"] == RUNTIME_STATE_STOPPED, timeout=2.0)
