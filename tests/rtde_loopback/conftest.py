@@ -1,0 +1,28 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))  # for rtde_loopback_helpers
+
+from rtde_loopback_helpers import start_sim_loopback  # noqa: E402
+
+from robot_stack.hardware.robot.config import RobotConfig, load_robot_config  # noqa: E402
+
+RIG = Path(__file__).resolve().parents[2] / "hardware_configs" / "sim_ur5.yaml"
+
+
+@pytest.fixture
+def sim_config() -> RobotConfig:
+    """The simulated UR5 rig's robot section (TCP 15 cm below the flange, 10 cm above the table)."""
+    return load_robot_config(RIG)
+
+
+@pytest.fixture(scope="module")
+def loopback():
+    """A simulated UR5 served over RTDE by a child process (shared by the tests of one module)."""
+    proc = start_sim_loopback(load_robot_config(RIG))
+    yield proc
+    proc.stop()
+    assert proc.exitcode == 0, proc.error
