@@ -11,8 +11,13 @@ effect (command queue hop plus one servo cycle). Hence action k is executable on
 
 at the moment it is handed over. Actions failing this are *dropped* — counted and reported, never
 executed late (a late action would make the arm rush to catch up with a plan that is already outdated).
-The rest are scheduled as timestamped waypoints; the controller's interpolator replaces the remainder of
-the previous chunk with them.
+
+Hand-over. A new chunk replaces the not-yet-handed-over rest of the previous one (those actions are
+*superseded*: a fresher prediction covers their time). Its actions are handed over progressively
+(``dispatch``, called every loop tick), each ``lookahead`` s before its time: the controller's watchdog
+expects commands while the arm moves, and an arm that was given the whole future at once would keep
+executing it blind if the robot-side loop died. The controller's interpolator lets a waypoint at or
+before its last one replace the rest of the trajectory, so the switch to a new chunk is seamless.
 
 Re-planning. A new inference is due ``steps_per_inference`` steps after the previous observation, but
 early enough that its chunk (given the worst recently measured latency) arrives before the current plan
@@ -56,13 +61,15 @@ class ExecutorConfig:
 
     ``steps_per_inference``: actions of each chunk executed before the next chunk takes over (``None``: the
     whole chunk). ``robot_latency``: from handing a waypoint to the controller until it can act on it.
-    ``margin``: extra safety on top when deciding whether an action is still on time.
+    ``margin``: extra safety on top when deciding whether an action is still on time. ``lookahead``: how
+    long before its time an action is handed over; keep it below the controller's ``command_timeout``.
     """
 
     dt: float = 0.1
     steps_per_inference: int | None = None
     robot_latency: float = 0.01
     margin: float = 0.005
+    lookahead: float = 0.2
 
     def __post_init__(self) -> None:
         if not 0.0 < self.dt <= 10.0:
@@ -71,18 +78,28 @@ class ExecutorConfig:
             raise ConfigError(f"steps_per_inference: must be >= 1, got {self.steps_per_inference}")
         if self.robot_latency < 0 or self.margin < 0:
             raise ConfigError("robot_latency and margin must be >= 0")
+        if self.lookahead <= self.robot_latency + self.margin:
+            raise ConfigError(
+                f"lookahead ({self.lookahead} s) must exceed robot_latency + margin "
+                f"({self.robot_latency + self.margin} s), or no action could ever be handed over on time"
+            )
 
 
-@dataclass(frozen=True)
+@dataclass
 class ChunkOutcome:
-    """What happened to one chunk: which action indices were scheduled / dropped, and when it arrived."""
+    """What happened to one chunk's actions (indices into the chunk), updated as they are handed over.
+
+    ``dropped``: stale (too late to execute on time); ``scheduled``: handed to the controller on time;
+    ``superseded``: replaced by the next chunk (or the episode's end) before their turn.
+    """
 
     request_id: int
     t_obs: float
     t_received: float
     action_times: np.ndarray  # (n,) target time of each action
-    scheduled: tuple[int, ...]
-    dropped: tuple[int, ...]
+    scheduled: list[int] = field(default_factory=list)
+    dropped: list[int] = field(default_factory=list)
+    superseded: list[int] = field(default_factory=list)
     rejected: str | None = None  # why the whole chunk was refused (non-finite values, wrong size)
 
     @property
@@ -98,6 +115,7 @@ class ExecutionStats:
     chunks: int = 0
     scheduled: int = 0
     dropped: int = 0
+    superseded: int = 0
     rejected_chunks: int = 0
     plan_gaps: int = 0  # times the plan ran out before the next chunk's first action
     plan_gap_time: float = 0.0  # total time the arm held for lack of a plan (s)
@@ -106,7 +124,11 @@ class ExecutionStats:
 
 
 class RecedingHorizonExecutor:
-    """Turns action chunks into timestamped waypoints on ``controller``; see the module docstring."""
+    """Turns action chunks into timestamped waypoints on ``controller``; see the module docstring.
+
+    Call ``accept(chunk)`` when a chunk arrives and ``dispatch()`` regularly (every few ms); ``finish()``
+    at the end of an episode.
+    """
 
     def __init__(
         self,
@@ -133,12 +155,14 @@ class RecedingHorizonExecutor:
         self.steps_per_inference = min(config.steps_per_inference or n_action_steps, n_action_steps)
         self.clock = clock
         self.stats = ExecutionStats()
-        self._plan_end: float | None = None  # target time of the last scheduled waypoint
+        self._plan_end: float | None = None  # target time of the last action of the current plan
+        self._pending: deque[tuple[int, float, np.ndarray]] = deque()  # (index, t_k, pose) not yet handed over
+        self._current: ChunkOutcome | None = None
         self._recent_latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
 
     @property
     def plan_end(self) -> float | None:
-        """Target time of the last waypoint scheduled so far (the arm holds there afterwards)."""
+        """Target time of the current plan's last action (the arm holds there afterwards)."""
         return self._plan_end
 
     def action_to_pose(self, action: np.ndarray) -> np.ndarray:
@@ -147,11 +171,12 @@ class RecedingHorizonExecutor:
         pose[: self.action_dim] = action
         return pose
 
-    def execute(self, chunk: ActionChunk) -> ChunkOutcome:
-        """Schedule the on-time actions of ``chunk``, drop the stale ones; returns what was done."""
+    def accept(self, chunk: ActionChunk) -> ChunkOutcome:
+        """Take a new chunk: drop its stale actions, make the rest the plan, hand over what is due."""
         cfg = self.config
         actions = np.asarray(chunk.actions, dtype=np.float64)
         times = chunk.t_obs + np.arange(len(actions)) * cfg.dt
+        outcome = ChunkOutcome(chunk.request_id, chunk.t_obs, chunk.t_received, times)
         self.stats.chunks += 1
         latency = chunk.t_received - chunk.t_obs
         self.stats.latencies.append(latency)
@@ -159,29 +184,53 @@ class RecedingHorizonExecutor:
         problem = self._check(actions)
         if problem is not None:
             self.stats.rejected_chunks += 1
-            log.error("rejected action chunk %d: %s; the arm holds its current plan", chunk.request_id, problem)
-            return ChunkOutcome(chunk.request_id, chunk.t_obs, chunk.t_received, times, (), (), problem)
-        scheduled: list[int] = []
-        dropped: list[int] = []
-        for k, (action, t_k) in enumerate(zip(actions, times)):
-            # Re-read the clock per action: handing over waypoints takes time too.
-            if t_k < self.clock() + cfg.robot_latency + cfg.margin:
-                dropped.append(k)
-                continue
-            if not scheduled:
-                self._count_gap(t_k)
-            self.controller.schedule_waypoint(self.action_to_pose(action), float(t_k))
-            scheduled.append(k)
-        if scheduled:
-            self._plan_end = float(times[scheduled[-1]])
-        self.stats.scheduled += len(scheduled)
-        self.stats.dropped += len(dropped)
-        outcome = ChunkOutcome(chunk.request_id, chunk.t_obs, chunk.t_received, times, tuple(scheduled), tuple(dropped))
-        if outcome.first_action_delay is not None:
-            self.stats.first_action_delays.append(outcome.first_action_delay)
-        if dropped:
-            log.debug("chunk %d: dropped %d stale actions (latency %.3f s)", chunk.request_id, len(dropped), latency)
+            outcome.rejected = problem
+            log.error("rejected action chunk %d: %s; the arm keeps its current plan", chunk.request_id, problem)
+            return outcome
+        deadline = self.clock() + cfg.robot_latency + cfg.margin
+        fresh = [k for k in range(len(actions)) if times[k] >= deadline]
+        outcome.dropped.extend(k for k in range(len(actions)) if times[k] < deadline)
+        self.stats.dropped += len(outcome.dropped)
+        if fresh:
+            self._supersede()
+            if self._plan_end is not None and times[fresh[0]] - self._plan_end > 1.5 * cfg.dt:
+                # Consecutive actions are dt apart: a longer wait means the arm held still meanwhile.
+                self.stats.plan_gaps += 1
+                self.stats.plan_gap_time += float(times[fresh[0]] - self._plan_end - cfg.dt)
+            self._pending.extend((k, float(times[k]), self.action_to_pose(actions[k])) for k in fresh)
+            self._plan_end = float(times[fresh[-1]])
+            self._current = outcome
+        if outcome.dropped:
+            log.debug("chunk %d: %d stale actions dropped (latency %.3f s)", chunk.request_id, len(outcome.dropped), latency)
+        self.dispatch()
         return outcome
+
+    def dispatch(self) -> int:
+        """Hand over the pending actions due within ``lookahead``; returns how many were handed over."""
+        cfg = self.config
+        handed = 0
+        while self._pending:
+            k, t_k, pose = self._pending[0]
+            t = self.clock()  # re-read per action: handing over takes time too
+            if t_k > t + cfg.lookahead:
+                break
+            self._pending.popleft()
+            assert self._current is not None
+            if t_k < t + cfg.robot_latency + cfg.margin:
+                self._current.dropped.append(k)  # the loop fell behind (CPU contention): never late
+                self.stats.dropped += 1
+                continue
+            self.controller.schedule_waypoint(pose, t_k)
+            if not self._current.scheduled:
+                self.stats.first_action_delays.append(t_k - self._current.t_obs)
+            self._current.scheduled.append(k)
+            self.stats.scheduled += 1
+            handed += 1
+        return handed
+
+    def finish(self) -> None:
+        """End of episode: forget the actions not handed over yet (counted as superseded)."""
+        self._supersede()
 
     def next_inference_time(self, chunk: ActionChunk) -> float:
         """When to take the next observation so a new chunk arrives before the current plan runs out."""
@@ -194,15 +243,16 @@ class RecedingHorizonExecutor:
         latest = self._plan_end + cfg.dt - worst - cfg.robot_latency - cfg.margin
         return min(nominal, latest)
 
+    def _supersede(self) -> None:
+        if self._pending:
+            assert self._current is not None
+            self._current.superseded.extend(k for k, _, _ in self._pending)
+            self.stats.superseded += len(self._pending)
+            self._pending.clear()
+
     def _check(self, actions: np.ndarray) -> str | None:
         if actions.shape != (self.n_action_steps, self.action_dim):
             return f"shape {actions.shape}, expected ({self.n_action_steps}, {self.action_dim})"
         if not np.isfinite(actions).all():
             return "it contains NaN or inf"
         return None
-
-    def _count_gap(self, first_time: float) -> None:
-        # Consecutive actions are dt apart; a longer wait after the plan's end means the arm held still.
-        if self._plan_end is not None and first_time - self._plan_end > 1.5 * self.config.dt:
-            self.stats.plan_gaps += 1
-            self.stats.plan_gap_time += first_time - self._plan_end - self.config.dt

@@ -9,8 +9,10 @@ recording) run regularly, and the robot side stays in control whatever the serve
 * server gone: ``submit`` fails at once (counted), retried every ``retry_interval``;
 * server returns an error or a bad chunk: counted, retried with fresh data.
 
-Meanwhile the arm finishes the waypoints already scheduled (all of them on time) and then holds the last
-one, so it holds within one chunk's duration of losing the policy.
+Meanwhile the executor keeps handing over the current plan's actions on time, then the arm holds the last
+waypoint: it holds within one chunk's duration of losing the policy. When the loop itself ends (episode
+over, or the robot-side process dies), nothing more is handed over and the arm holds within the
+executor's ``lookahead``.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def run_rollout(
         if reason is not None:
             stats.end_reason = reason
             break
+        executor.dispatch()
         if on_tick is not None:
             on_tick()
         if not client.in_flight and t >= next_inference:
@@ -119,7 +122,7 @@ def run_rollout(
                 if problem is not None:
                     log.info("policy recovered (%s cleared)", problem)
                     problem = None
-                stats.outcomes.append(executor.execute(chunk))
+                stats.outcomes.append(executor.accept(chunk))
                 next_inference = executor.next_inference_time(chunk)
             elif clock() - t_submitted >= config.inference_timeout:
                 client.cancel()
@@ -129,5 +132,6 @@ def run_rollout(
             time.sleep(max(0.0, min(config.tick, next_inference - clock())))
     if client.in_flight:
         client.cancel()
+    executor.finish()
     stats.duration = clock() - t_start
     return stats

@@ -7,6 +7,7 @@ from robot_stack.server.executor import ExecutorConfig, RecedingHorizonExecutor
 from robot_stack.server.transport import ActionChunk
 
 BASE = np.array([0.45, 0.0, 0.02, 3.14, 0.0, 0.0])
+LIMIT = 0.015  # robot_latency + margin
 
 
 class FakeClock:
@@ -17,9 +18,23 @@ class FakeClock:
         return self.t
 
 
-def _executor(clock, steps_per_inference=None, n=8, controller=None):
-    cfg = ExecutorConfig(dt=0.1, steps_per_inference=steps_per_inference, robot_latency=0.01, margin=0.005)
-    return RecedingHorizonExecutor(controller or RecordingController(), cfg, n, 2, BASE, clock=clock)
+class ClockedController(RecordingController):
+    """Records the fake clock's time at each hand-over (instead of the real clock)."""
+
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock
+        self.handed: list[tuple[float, float]] = []  # (target_time, fake time handed over)
+
+    def schedule_waypoint(self, pose, target_time):
+        super().schedule_waypoint(pose, target_time)
+        self.handed.append((float(target_time), self.clock.t))
+
+
+def _executor(clock, steps_per_inference=None, n=8, controller=None, lookahead=0.2):
+    cfg = ExecutorConfig(dt=0.1, steps_per_inference=steps_per_inference, robot_latency=0.01, margin=0.005,
+                         lookahead=lookahead)
+    return RecedingHorizonExecutor(controller or ClockedController(clock), cfg, n, 2, BASE, clock=clock)
 
 
 def _chunk(t_obs, t_received, n=8, rid=1, start=(0.5, 0.1)):
@@ -27,16 +42,26 @@ def _chunk(t_obs, t_received, n=8, rid=1, start=(0.5, 0.1)):
     return ActionChunk(rid, actions, t_obs, t_obs, t_received, t_received - t_obs)
 
 
-def test_stale_actions_dropped_exactly_and_rest_scheduled_on_time():
+def _tick_until(ex, clock, t_end, step=0.005):
+    while clock.t < t_end:
+        clock.t = round(clock.t + step, 9)
+        ex.dispatch()
+
+
+def test_stale_actions_dropped_exactly_and_rest_handed_over_on_time():
     clock = FakeClock(10.25)  # the chunk for t_obs=10.0 arrives 0.25 s (2.5 dt) later
     ex = _executor(clock)
-    outcome = ex.execute(_chunk(10.0, 10.25))
+    outcome = ex.accept(_chunk(10.0, 10.25))
     # On time means t_k >= now + robot_latency + margin = 10.265: actions at 10.0, 10.1, 10.2 are stale.
-    assert outcome.dropped == (0, 1, 2)
-    assert outcome.scheduled == (3, 4, 5, 6, 7)
-    got = ex.controller.waypoints
-    np.testing.assert_allclose([w.target_time for w in got], 10.0 + 0.1 * np.arange(3, 8))
-    for k, w in zip(range(3, 8), got):
+    assert outcome.dropped == [0, 1, 2]
+    assert outcome.scheduled == [3, 4]  # only what is due within the 0.2 s lookahead so far
+    _tick_until(ex, clock, 11.0)
+    assert outcome.scheduled == [3, 4, 5, 6, 7] and outcome.dropped == [0, 1, 2]
+    handed = ex.controller.handed
+    np.testing.assert_allclose([t for t, _ in handed], 10.0 + 0.1 * np.arange(3, 8))
+    for target, at in handed:
+        assert target - 0.2 - 1e-9 <= at <= target - LIMIT  # within the lookahead, never late
+    for k, w in zip(range(3, 8), ex.controller.waypoints):
         np.testing.assert_allclose(w.pose, [0.5 + 0.01 * k, 0.1 + 0.01 * k, *BASE[2:]])
     assert (ex.stats.dropped, ex.stats.scheduled, ex.stats.chunks) == (3, 5, 1)
     assert ex.plan_end == pytest.approx(10.7)
@@ -45,15 +70,16 @@ def test_stale_actions_dropped_exactly_and_rest_scheduled_on_time():
 
 def test_drop_boundary_is_robot_latency_plus_margin():
     # Action 2 (t=10.2) needs to be handed over by 10.2 - 0.01 - 0.005 = 10.185.
-    assert _executor(FakeClock(10.184)).execute(_chunk(10.0, 10.184)).dropped == (0, 1)
-    assert _executor(FakeClock(10.186)).execute(_chunk(10.0, 10.186)).dropped == (0, 1, 2)
+    assert _executor(FakeClock(10.184)).accept(_chunk(10.0, 10.184)).dropped == [0, 1]
+    assert _executor(FakeClock(10.186)).accept(_chunk(10.0, 10.186)).dropped == [0, 1, 2]
 
 
 def test_whole_chunk_too_late_schedules_nothing():
     clock = FakeClock(11.0)
     ex = _executor(clock)
-    outcome = ex.execute(_chunk(10.0, 11.0))
-    assert outcome.scheduled == () and outcome.dropped == tuple(range(8))
+    outcome = ex.accept(_chunk(10.0, 11.0))
+    _tick_until(ex, clock, 12.0)
+    assert outcome.scheduled == [] and outcome.dropped == list(range(8))
     assert ex.controller.waypoints == [] and ex.plan_end is None
 
 
@@ -63,7 +89,8 @@ def test_non_finite_chunk_rejected_whole(bad):
     ex = _executor(clock)
     chunk = _chunk(10.0, 10.05)
     chunk.actions[5, 1] = bad
-    outcome = ex.execute(chunk)
+    outcome = ex.accept(chunk)
+    _tick_until(ex, clock, 11.0)
     assert outcome.rejected and "NaN or inf" in outcome.rejected
     assert ex.controller.waypoints == []
     assert ex.stats.rejected_chunks == 1 and ex.stats.scheduled == 0
@@ -71,46 +98,82 @@ def test_non_finite_chunk_rejected_whole(bad):
 
 def test_wrong_chunk_shape_rejected():
     ex = _executor(FakeClock(10.05))
-    outcome = ex.execute(ActionChunk(1, np.zeros((8, 3)), 10.0, 10.0, 10.05, 0.05))
+    outcome = ex.accept(ActionChunk(1, np.zeros((8, 3)), 10.0, 10.0, 10.05, 0.05))
     assert "expected (8, 2)" in outcome.rejected and ex.controller.waypoints == []
 
 
-def test_no_action_handed_over_late_even_if_scheduling_is_slow():
+def test_stalled_loop_drops_instead_of_executing_late():
     clock = FakeClock(10.05)
-    handed = []
+    ex = _executor(clock)
+    outcome = ex.accept(_chunk(10.0, 10.05))  # hands over 10.1, 10.2
+    clock.t = 10.45  # the robot-side loop stalled for 0.4 s (CPU contention)
+    ex.dispatch()
+    # 10.3 and 10.4 are past due: dropped; 10.5 and 10.6 are within the lookahead and still on time.
+    assert outcome.dropped == [0, 3, 4]
+    assert outcome.scheduled == [1, 2, 5, 6]
+    assert all(target >= at + LIMIT for target, at in ex.controller.handed)
 
-    class SlowController:
+
+def test_slow_hand_over_rechecks_the_clock_per_action():
+    clock = FakeClock(10.05)
+
+    class SlowController(ClockedController):
         def schedule_waypoint(self, pose, target_time):
-            handed.append((target_time, clock.t))
+            super().schedule_waypoint(pose, target_time)
             clock.t += 0.12  # each hand-over takes longer than a step
 
-    ex = _executor(clock, controller=SlowController())
-    outcome = ex.execute(_chunk(10.0, 10.05))
-    # The clock is re-read per action: 10.3 became stale while 10.1 and 10.2 were being handed over.
-    assert outcome.dropped == (0, 3)
-    assert outcome.scheduled == (1, 2, 4, 5, 6, 7)
-    assert all(target >= t + 0.015 for target, t in handed)
+    ex = _executor(clock, controller=SlowController(clock), lookahead=1.0)
+    outcome = ex.accept(_chunk(10.0, 10.05))
+    # 10.3 became stale while 10.1 and 10.2 were being handed over.
+    assert outcome.dropped == [0, 3]
+    assert outcome.scheduled == [1, 2, 4, 5, 6, 7]
+    assert all(target >= at + LIMIT for target, at in ex.controller.handed)
+
+
+def test_new_chunk_supersedes_the_rest_of_the_old_one():
+    clock = FakeClock(10.05)
+    ex = _executor(clock, steps_per_inference=4)
+    first = ex.accept(_chunk(10.0, 10.05, rid=1))
+    _tick_until(ex, clock, 10.45)
+    second = ex.accept(_chunk(10.4, 10.45, rid=2, start=(0.6, 0.2)))
+    _tick_until(ex, clock, 11.5)
+    assert first.scheduled == [1, 2, 3, 4, 5, 6] and first.superseded == [7]
+    assert second.dropped == [0] and second.scheduled == [1, 2, 3, 4, 5, 6, 7]
+    assert ex.stats.superseded == 1
+    # The controller saw the new chunk's first action at 10.5 after the old one's up to 10.6: that earlier
+    # time makes the interpolator replace the old plan from there on.
+    targets = [t for t, _ in ex.controller.handed]
+    assert targets == pytest.approx([10.1, 10.2, 10.3, 10.4, 10.5, 10.6, 10.5, 10.6, 10.7, 10.8, 10.9, 11.0, 11.1])
+
+
+def test_finish_forgets_pending_actions():
+    clock = FakeClock(10.05)
+    ex = _executor(clock)
+    outcome = ex.accept(_chunk(10.0, 10.05))
+    ex.finish()
+    _tick_until(ex, clock, 11.0)
+    assert outcome.scheduled == [1, 2] and outcome.superseded == [3, 4, 5, 6, 7]
 
 
 def test_next_inference_nominal_and_early_for_slow_policy():
     clock = FakeClock(10.05)
     ex = _executor(clock, steps_per_inference=6)
     chunk = _chunk(10.0, 10.05)
-    ex.execute(chunk)
+    ex.accept(chunk)
     assert ex.next_inference_time(chunk) == pytest.approx(10.6)  # nominal: 6 steps after the observation
     clock.t = 20.45
     slow = _chunk(20.0, 20.45)
-    ex.execute(slow)
+    ex.accept(slow)
     # plan ends at 20.7; a 0.45 s latency must still land its first action by 20.8: start by 20.335.
-    assert ex.next_inference_time(slow) == pytest.approx(20.7 + 0.1 - 0.45 - 0.015)
+    assert ex.next_inference_time(slow) == pytest.approx(20.7 + 0.1 - 0.45 - LIMIT)
 
 
 def test_plan_gaps_counted():
     clock = FakeClock(10.05)
     ex = _executor(clock)
-    ex.execute(_chunk(10.0, 10.05))  # plan to 10.7
-    clock.t = 11.05
-    ex.execute(_chunk(11.0, 11.05))  # first new action 11.1: the arm held 10.7 -> 11.1
+    ex.accept(_chunk(10.0, 10.05))  # plan to 10.7
+    _tick_until(ex, clock, 11.05)
+    ex.accept(_chunk(11.0, 11.05))  # first new action 11.1: the arm held 10.7 -> 11.1
     assert ex.stats.plan_gaps == 1
     assert ex.stats.plan_gap_time == pytest.approx(0.3)
 
@@ -120,5 +183,7 @@ def test_config_validation():
         ExecutorConfig(dt=0)
     with pytest.raises(ConfigError, match="steps_per_inference"):
         ExecutorConfig(steps_per_inference=0)
+    with pytest.raises(ConfigError, match="lookahead"):
+        ExecutorConfig(lookahead=0.01)
     with pytest.raises(ConfigError, match="1-6 are supported"):
         RecedingHorizonExecutor(RecordingController(), ExecutorConfig(), 8, 7, BASE)
