@@ -10,6 +10,7 @@ from rtde_loopback_helpers import CONTROL_SCRIPT, RawRTDEClient, wait_for
 
 from robot_stack.hardware.robot.rtde_loopback import CB3, RTDELoopbackServer
 from robot_stack.hardware.robot.rtde_loopback.protocol import MessageType, Recipe
+from robot_stack.hardware.robot.rtde_loopback.server import MAX_BACKLOG, _RTDESession
 from robot_stack.hardware.robot.sim_ur5 import SimUR5
 
 V = MessageType
@@ -181,3 +182,17 @@ def test_script_port_runs_only_the_control_script(server):
         sock.sendall(script[40:])
         assert wait_for(lambda: server.controller.program_running)
     assert server.stats.rejected_programs == 1
+
+
+def test_a_lagging_client_loses_its_oldest_data_packages_never_replies(server):
+    session = _RTDESession(server, conn=None, who="test client")  # no writer thread: nothing is sent
+    session.handle(V.CONTROL_PACKAGE_SETUP_OUTPUTS, struct.pack(">d", 125) + b"timestamp")
+    session.handle(V.CONTROL_PACKAGE_START, b"")
+    published = MAX_BACKLOG + 40
+    with server.controller.lock:
+        for tick in range(published):
+            session.publish(tick)
+    kinds = [is_data for is_data, _ in session._outbox]
+    assert len(kinds) == MAX_BACKLOG
+    assert kinds[:2] == [False, False]  # the setup and start replies are kept
+    assert server.stats.dropped_packages == published + 2 - MAX_BACKLOG
