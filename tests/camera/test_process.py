@@ -1,0 +1,94 @@
+"""CameraProcess: frames from each kind of source land in the ring buffer; drops and failures are visible."""
+
+import time
+
+import numpy as np
+import pytest
+
+from robot_stack.hardware.camera import CameraConfig, CameraProcess, SyntheticRealSense, camera_spec
+from robot_stack.hardware.camera.synthetic import frame_value
+from robot_stack.runtime import ProcessFailed, now
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = now() + timeout
+    while not predicate():
+        assert now() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_spec_follows_the_config():
+    spec = camera_spec(CameraConfig(name="a", depth=True, output_resolution=(320, 240)))
+    assert spec["color"] == ((240, 320, 3), np.uint8) and spec["depth"] == ((240, 320), np.uint16)
+    assert set(spec) == {"color", "depth", "timestamp", "receive_timestamp", "frame_number", "dropped_frames"}
+
+
+def test_software_device_frames_reach_the_ring_buffer_in_order_and_drops_are_counted(assert_released):
+    cfg = CameraConfig(name="wrist", driver="realsense", serial="SYNTH0001", depth=True,
+                       crop=(80, 0, 480, 480), output_resolution=(240, 240))
+    devices = SyntheticRealSense(depth=True, skip=range(20, 23))  # the device "loses" frames 20-22
+    with CameraProcess(cfg, devices=devices) as camera:
+        wait_for(lambda: camera.frames.count >= 30)
+        records = camera.frames.get_last_k(25)
+        assert camera.dropped_frames == 3
+        latest = camera.frames.get()
+    assert_released(camera.frames.name)
+    numbers = records["frame_number"]
+    assert np.all(np.diff(numbers) > 0)
+    assert set(range(numbers[0], numbers[-1] + 1)) - set(numbers) == {20, 21, 22}
+    assert np.all(np.diff(records["timestamp"]) > 0)
+    assert np.all(records["receive_timestamp"] >= records["timestamp"])
+    assert np.all(records["receive_timestamp"] - records["timestamp"] < 0.1)
+    for number, color, depth in zip(numbers, records["color"], records["depth"]):
+        assert color.shape == (240, 240, 3) and (color == frame_value(number)).all()
+        assert np.median(depth) == 1000 + number
+    assert latest["dropped_frames"] == 3
+
+
+def test_sim_camera_process_publishes_at_its_rate():
+    cfg = CameraConfig(name="top", fps=20, sim_latency=0.05, output_resolution=(320, 240))
+    with CameraProcess(cfg) as camera:
+        wait_for(lambda: camera.frames.count >= 1)
+        first = camera.frames.get()
+        time.sleep(1.0)
+        records = camera.frames.get_since(float(first["timestamp"]))
+        age = now() - camera.frames.get()["timestamp"]
+        assert camera.dropped_frames == 0
+    assert 17 <= len(records["timestamp"]) <= 21
+    assert np.diff(records["timestamp"]) == pytest.approx(0.05, abs=1e-6)
+    assert records["color"].shape[1:] == (240, 320, 3)
+    assert 0.05 <= age < 0.05 + 0.05 + 0.1  # latency + at most a period + scheduling slack
+
+
+def test_playback_file_as_source(tmp_path, synthetic_devices):
+    from robot_stack.hardware.camera import RealSenseCamera
+
+    recording = tmp_path / "session.db3"
+    live = CameraConfig(name="wrist", driver="realsense", serial="SYNTH0001", record_file=recording)
+    with RealSenseCamera(live, devices=synthetic_devices(n_frames=12)) as source:
+        for _ in range(12):
+            source.read(1.0)
+    replay = CameraConfig(name="wrist", driver="realsense", playback_file=recording)
+    with CameraProcess(replay) as camera:
+        wait_for(lambda: camera.frames.count == 12)
+        time.sleep(0.2)  # end of file: nothing more arrives, the process stays up
+        assert camera.is_alive() and camera.frames.count == 12
+        records = camera.frames.get_last_k(12)
+    assert list(records["frame_number"]) == list(range(1, 13))
+
+
+def test_bad_serial_fails_start_with_the_reason(assert_released):
+    cfg = CameraConfig(name="wrist", driver="realsense", serial="000000000000")
+    camera = CameraProcess(cfg, devices=SyntheticRealSense(serial="SYNTH0099"))
+    with pytest.raises(ProcessFailed) as err:
+        camera.start()
+    assert_released(camera.frames.name)
+    assert "'000000000000' not found" in err.value.error and "SYNTH0099" in err.value.error
+
+
+def test_a_camera_that_stops_delivering_fails_the_process():
+    cfg = CameraConfig(name="wrist", driver="realsense", serial="SYNTH0001", frame_timeout=0.3)
+    with CameraProcess(cfg, devices=SyntheticRealSense(n_frames=5)) as camera:
+        wait_for(lambda: not camera.is_alive())
+        assert camera.frames.count == 5
+        assert "no frame for 0.3 s" in camera.error
