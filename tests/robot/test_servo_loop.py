@@ -197,6 +197,8 @@ def test_stop_command_and_latched_hold(sim_config):
     loop.hold("stop command")
     rec = run(loop, 0.5)
     assert rec["holding"].all() and np.linalg.norm(rec["actual_tcp_speed"][-1]) < 1e-9
+    assert not loop.schedule_waypoint(offset(p0, dx=0.05), clock.now() - 0.1)  # stale: dropped...
+    assert loop.holding and loop.n_dropped == 1  # ...and it does not end the hold
     assert loop.servo_l(offset(p0, dx=0.05), 0.5)  # a plain hold resumes on the next command
     assert not loop.holding
     loop.hold("watched process 1234 died", latch=True)

@@ -88,13 +88,14 @@ class ServoLoop:
     def schedule_waypoint(self, pose: Sequence[float], target_time: float) -> bool:
         """Add a timestamped waypoint (see ``interpolator.py`` for the rule); False if rejected or dropped."""
         t = self.clock.now()
-        pose = self._accept(pose, target_time, "waypoint")
+        pose = self._validate(pose, target_time, "waypoint")
         if pose is None:
             return False
-        if target_time <= t:
+        if target_time <= t:  # checked before resuming: a stale waypoint must not end a hold
             self.n_dropped += 1
             log.debug("waypoint for t=%.4f dropped: %.4f s in the past", target_time, t - target_time)
             return False
+        self._command_received()
         traj = self.trajectory.schedule_waypoint(
             pose, target_time, self.config.max_pos_speed, self.config.max_rot_speed, t, self._last_waypoint_time
         )
@@ -107,9 +108,10 @@ class ServoLoop:
         if not 0.0 <= duration < float("inf"):
             self.reject(f"servoL duration must be finite and >= 0, got {duration}")
             return False
-        pose = self._accept(pose, t + duration, "servoL target")
+        pose = self._validate(pose, t + duration, "servoL target")
         if pose is None:
             return False
+        self._command_received()
         traj = self.trajectory.drive_to_waypoint(
             pose, t + duration, t, self.config.max_pos_speed, self.config.max_rot_speed
         )
@@ -130,8 +132,8 @@ class ServoLoop:
         self.hold_reason = reason
         self.driver.servo_stop(self.config.stop_deceleration)
 
-    def _accept(self, pose: Sequence[float], t: float, what: str) -> np.ndarray | None:
-        """Validate a motion command and resume from hold if needed; None (and counted) if rejected."""
+    def _validate(self, pose: Sequence[float], t: float, what: str) -> np.ndarray | None:
+        """The pose of a valid motion command, or None (counted and logged) if it must be rejected."""
         pose = np.asarray(pose, dtype=np.float64)
         if self._latched:
             return self.reject(f"{what} ignored: {self.hold_reason}")
@@ -147,13 +149,16 @@ class ServoLoop:
             )
         if self.kin.ik(pose, self.driver.get_actual_q()) is None:
             return self.reject(f"{what} {pose.round(4).tolist()} has no IK solution within the joint limits")
+        return pose
+
+    def _command_received(self) -> None:
+        """Feed the watchdog; a (non-latched) hold ends here, restarting the plan from the actual pose."""
         self._last_command_time = self.clock.now()
         if self.holding:
-            log.info("resuming from hold (%s) on a new %s", self.hold_reason, what)
+            log.info("resuming from hold (%s) on a new motion command", self.hold_reason)
             self.holding = False
             self.hold_reason = ""
             self._reset_trajectory(self.clock.now())
-        return pose
 
     def reject(self, reason: str) -> None:
         """Count and log (rate-limited) a rejected command."""
