@@ -1,9 +1,11 @@
 """Receding-horizon execution of timestamped action chunks on a waypoint controller.
 
 Timing model. A chunk predicted from observations whose latest is at ``t_obs`` holds actions for the
-times ``t_k = t_obs + k * dt`` (k = 0 .. n_action_steps-1): the policy was trained on demonstrations in
-which the action recorded at a step was the command at that step's timestamp, so that is when each
-action belongs. The chunk reaches the robot side after the inference latency (measured per chunk:
+times ``t_k = t_obs + (k + action_delay_steps) * dt`` (k = 0 .. n_action_steps-1): action k is what the
+demonstrations recorded at step ``t_obs + k * dt``, and a recorded action is the target the teleop loop
+scheduled ``action_delay_steps`` steps after its step's timestamp (``robot_stack.data.collection``'s
+``ACTION_DELAY_STEPS``; 0 for data whose actions are stamped with their own target time, as in the
+original Diffusion Policy recordings), so that is when each action belongs. The chunk reaches the robot side after the inference latency (measured per chunk:
 ``t_received - t_obs``), and a waypoint handed to the controller needs ``robot_latency`` more to take
 effect (command queue hop plus one servo cycle). Hence action k is executable on time only if
 
@@ -40,7 +42,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from robot_stack.config import ConfigError
-from robot_stack.runtime import now
+from robot_stack.runtime import interpolate_poses, now
 from robot_stack.server.transport import ActionChunk
 
 log = logging.getLogger(__name__)
@@ -63,10 +65,12 @@ class ExecutorConfig:
     whole chunk). ``robot_latency``: from handing a waypoint to the controller until it can act on it.
     ``margin``: extra safety on top when deciding whether an action is still on time. ``lookahead``: how
     long before its time an action is handed over; keep it below the controller's ``command_timeout``.
+    ``action_delay_steps``: steps between a recorded action's step and its target time (module docstring).
     """
 
     dt: float = 0.1
     steps_per_inference: int | None = None
+    action_delay_steps: int = 0
     robot_latency: float = 0.01
     margin: float = 0.005
     lookahead: float = 0.2
@@ -76,6 +80,8 @@ class ExecutorConfig:
             raise ConfigError(f"dt: must be in (0, 10] s, got {self.dt}")
         if self.steps_per_inference is not None and self.steps_per_inference < 1:
             raise ConfigError(f"steps_per_inference: must be >= 1, got {self.steps_per_inference}")
+        if self.action_delay_steps < 0:
+            raise ConfigError(f"action_delay_steps: must be >= 0, got {self.action_delay_steps}")
         if self.robot_latency < 0 or self.margin < 0:
             raise ConfigError("robot_latency and margin must be >= 0")
         if self.lookahead <= self.robot_latency + self.margin:
@@ -158,6 +164,7 @@ class RecedingHorizonExecutor:
         self._plan_end: float | None = None  # target time of the last action of the current plan
         self._pending: deque[tuple[int, float, np.ndarray]] = deque()  # (index, t_k, pose) not yet handed over
         self._current: ChunkOutcome | None = None
+        self._plan: tuple[np.ndarray, np.ndarray] | None = None  # (times, poses) of the current plan
         self._recent_latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
 
     @property
@@ -175,7 +182,7 @@ class RecedingHorizonExecutor:
         """Take a new chunk: drop its stale actions, make the rest the plan, hand over what is due."""
         cfg = self.config
         actions = np.asarray(chunk.actions, dtype=np.float64)
-        times = chunk.t_obs + np.arange(len(actions)) * cfg.dt
+        times = chunk.t_obs + (np.arange(len(actions)) + cfg.action_delay_steps) * cfg.dt
         outcome = ChunkOutcome(chunk.request_id, chunk.t_obs, chunk.t_received, times)
         self.stats.chunks += 1
         latency = chunk.t_received - chunk.t_obs
@@ -197,7 +204,9 @@ class RecedingHorizonExecutor:
                 # Consecutive actions are dt apart: a longer wait means the arm held still meanwhile.
                 self.stats.plan_gaps += 1
                 self.stats.plan_gap_time += float(times[fresh[0]] - self._plan_end - cfg.dt)
-            self._pending.extend((k, float(times[k]), self.action_to_pose(actions[k])) for k in fresh)
+            poses = np.stack([self.action_to_pose(actions[k]) for k in fresh])
+            self._pending.extend(zip(fresh, times[fresh].tolist(), poses))
+            self._plan = (times[fresh], poses)
             self._plan_end = float(times[fresh[-1]])
             self._current = outcome
         if outcome.dropped:
@@ -227,6 +236,12 @@ class RecedingHorizonExecutor:
             self.stats.scheduled += 1
             handed += 1
         return handed
+
+    def planned_pose(self, t: float) -> np.ndarray | None:
+        """The current plan's pose at time ``t`` (held at its ends); ``None`` before the first plan."""
+        if self._plan is None:
+            return None
+        return interpolate_poses(*self._plan, [t])[0]
 
     def finish(self) -> None:
         """End of episode: forget the actions not handed over yet (counted as superseded)."""

@@ -22,17 +22,12 @@ from typing import Callable, Mapping
 import numpy as np
 
 from robot_stack.config import ConfigError
+# The recorder's key -> robot-state-field mapping: observations must mean what the recorded data meant.
+from robot_stack.data.episode_recorder import ROBOT_STATE_FIELDS
 from robot_stack.policy.frame_cache import resize_frame
 from robot_stack.runtime import SharedMemoryRingBuffer, StaleDataError, interpolate_poses, nearest_indices, now
 from robot_stack.server.policy_service import PolicyInfo
 
-# Dataset low-dim keys (what policies observe) -> fields of the robot controller's state buffer.
-ROBOT_STATE_FIELDS: dict[str, str] = {
-    "robot_eef_pose": "actual_tcp_pose",
-    "robot_eef_pose_vel": "actual_tcp_speed",
-    "robot_joint": "actual_q",
-    "robot_joint_vel": "actual_qd",
-}
 # Keys holding 6-D [x, y, z, rx, ry, rz] poses: interpolated with slerp, not per component.
 _POSE_KEYS = frozenset(["robot_eef_pose"])
 

@@ -187,3 +187,25 @@ def test_config_validation():
         ExecutorConfig(lookahead=0.01)
     with pytest.raises(ConfigError, match="1-6 are supported"):
         RecedingHorizonExecutor(RecordingController(), ExecutorConfig(), 8, 7, BASE)
+
+
+def test_action_delay_steps_shift_action_times():
+    # Recorded actions were targets scheduled 2 steps after their step: action k belongs at t_obs + (k+2) dt,
+    # so a 0.25 s latency leaves every action on time.
+    clock = FakeClock(10.25)
+    cfg = ExecutorConfig(dt=0.1, robot_latency=0.01, margin=0.005, action_delay_steps=2)
+    ex = RecedingHorizonExecutor(ClockedController(clock), cfg, 8, 2, BASE, clock=clock)
+    outcome = ex.accept(_chunk(10.0, 10.25))
+    assert outcome.dropped == [0]  # 10.2 < 10.265
+    _tick_until(ex, clock, 11.5)
+    np.testing.assert_allclose([t for t, _ in ex.controller.handed], 10.0 + 0.1 * np.arange(3, 10))
+    assert outcome.first_action_delay == pytest.approx(0.3)
+
+
+def test_planned_pose_interpolates_the_current_plan():
+    clock = FakeClock(10.05)
+    ex = _executor(clock)
+    assert ex.planned_pose(10.0) is None
+    ex.accept(_chunk(10.0, 10.05))  # fresh actions 1..7 at 10.1 .. 10.7, x = 0.5 + 0.01 k
+    np.testing.assert_allclose(ex.planned_pose(10.15)[:2], [0.515, 0.115])
+    np.testing.assert_allclose(ex.planned_pose(99.0), [0.57, 0.17, *BASE[2:]])  # held after the end
