@@ -19,7 +19,7 @@ def test_preview_tiles_cameras_and_draws_status():
     bottom = image[-10:]
     assert (bottom[:, :160, 2] == 255).all() and (bottom[:, :160, :2] == 0).all()  # red became BGR red
     assert (bottom[:, 160:280] == 128).all()
-    band = image[:50]
+    band = image[:50].astype(int)
     assert band[:, :, 2].max() == 255 and (band[:, :, 2] > band[:, :, 0] + 100).any()  # red REC text drawn
     plain = compose_preview([square], [], height=120)
     assert (plain == 128).all()
