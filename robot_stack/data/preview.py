@@ -40,7 +40,7 @@ def compose_preview(frames: Sequence[np.ndarray | None], status: Sequence[str], 
             tile = cv2.cvtColor(cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2BGR)
         tiles.append(tile)
     image = np.hstack(tiles)
-    band = _ROW_HEIGHT * len(status) + 6
+    band = _ROW_HEIGHT * len(status) + 6 if status else 0
     image[:band] = (image[:band] * 0.35).astype(np.uint8)
     for i, line in enumerate(status):
         color = (0, 0, 255) if line.startswith("REC") else (255, 255, 255)
