@@ -107,6 +107,18 @@ def test_lifted_tip_passes_over_the_block():
     assert np.array_equal(state["block_pose"], np.zeros(3))
 
 
+def test_tip_lowered_onto_the_block_rests_on_it():
+    physics = PushTPhysics(CFG)
+    physics.set_pose(np.zeros(3), np.array([0.0, 0.0]))
+    physics.set_pusher_down(False)
+    state = physics.step(np.array([0.0, 0.0]), pusher_down=True)
+    assert not state["pusher_down"] and np.array_equal(state["block_pose"], np.zeros(3))
+    # Moving while "down" slides over the top; once clear of the block it comes down.
+    for i in range(100):
+        state = physics.step(np.array([0.0, -0.002 * (i + 1)]), pusher_down=True)
+    assert state["pusher_down"] and np.array_equal(state["block_pose"], np.zeros(3))
+
+
 def test_walls_keep_the_block_on_the_table():
     physics = PushTPhysics(CFG)
     physics.set_pose(np.array([0.1, 0.0, 0.0]), np.array([0.0, 0.0]))

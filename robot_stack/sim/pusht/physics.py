@@ -178,7 +178,8 @@ class PushTPhysics:
     def step(self, target_xy: np.ndarray, pusher_down: bool = True) -> dict[str, np.ndarray]:
         """Advance ``1 / physics_hz`` s with the pusher moving toward ``target_xy`` (table frame).
 
-        ``pusher_down`` False lifts the tip: it still moves but passes over the block.
+        ``pusher_down`` False lifts the tip: it still moves but passes over the block. A tip lowered onto the
+        block rests on top of it (stays lifted) until it is lowered clear of the block.
         """
         target = np.asarray(target_xy, dtype=np.float64)
         if target.shape != (2,) or not np.all(np.isfinite(target)):
@@ -188,11 +189,17 @@ class PushTPhysics:
         max_step = self.config.max_pusher_speed * self.dt
         if dist > max_step:
             delta *= max_step / dist
+        if pusher_down and not self._pusher_down and self._tip_over_block():
+            pusher_down = False
         self.set_pusher_down(pusher_down)
         self._pusher_body.velocity = (float(delta[0] / self.dt), float(delta[1] / self.dt))
         self._space.step(self.dt)
         self._time += self.dt
         return self.state()
+
+    def _tip_over_block(self) -> bool:
+        outline = transform_points(self._outline, self.block_pose)
+        return point_polygon_distance(np.asarray(self._pusher_body.position), outline) < self.config.pusher_radius
 
     def state(self) -> dict[str, np.ndarray]:
         """The current scene state as a ``SCENE_STATE_SPEC`` record (timestamp: sim time since reset)."""

@@ -111,9 +111,8 @@ class SceneProcess(DeviceProcess):
         commands = self.commands.get_all()
         tip = self._read_tip() or self._last_tip
         self._last_tip = tip
-        if len(commands["seed"]):
-            # Only the newest reset matters if several queued up.
-            self._physics.reset(int(commands["seed"][-1]), None if tip is None else tip[0])
+        for seed in commands["seed"]:
+            self._physics.reset(int(seed), None if tip is None else tip[0])
         if tip is None:
             self._physics.step(self._physics.state()["pusher_xy"], pusher_down=False)
         else:
