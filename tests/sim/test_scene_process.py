@@ -18,23 +18,13 @@ def _tcp(table_xy, z=None):
     return {"actual_tcp_pose": np.array([x, y, CFG.push_z if z is None else z, 0.0, np.pi, 0.0]), "timestamp": now()}
 
 
-def _wait_for(predicate, scene, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = scene.get_state()
-        if predicate(state):
-            return state
-        time.sleep(0.01)
-    raise AssertionError(f"condition not met within {timeout} s; last state {state}")
-
-
 @pytest.fixture
 def robot():
     with SharedMemoryRingBuffer.create(ROBOT_SPEC, capacity=64) as buffer:
         yield buffer
 
 
-def test_scene_follows_the_robot_tcp_and_publishes_state(robot):
+def test_scene_follows_the_robot_tcp_and_publishes_state(robot, wait_for_state):
     start_tip = np.array([-0.2, -0.2])
     robot.put(_tcp(start_tip))
     with SceneProcess(CFG, robot, seed=4) as scene:
@@ -46,7 +36,7 @@ def test_scene_follows_the_robot_tcp_and_publishes_state(robot):
         assert np.allclose(first["block_pose"], expected["block_pose"], atol=1e-9)
 
         robot.put(_tcp([0.2, -0.2]))
-        state = _wait_for(lambda s: np.allclose(s["pusher_xy"], [0.2, -0.2], atol=1e-6), scene)
+        state = wait_for_state(scene, lambda s: np.allclose(s["pusher_xy"], [0.2, -0.2], atol=1e-6))
         assert state["pusher_down"]
         # Published at about physics_hz, with runtime-clock timestamps.
         t0, n0 = now(), scene.state.count
@@ -58,7 +48,7 @@ def test_scene_follows_the_robot_tcp_and_publishes_state(robot):
 
         # Raising the TCP lifts the tip.
         robot.put(_tcp([0.2, -0.2], z=CFG.table_z + CFG.contact_height + 0.05))
-        _wait_for(lambda s: not s["pusher_down"], scene)
+        wait_for_state(scene, lambda s: not s["pusher_down"])
 
 
 def test_reset_applies_a_new_seed_and_renderer_sees_it(robot):
@@ -72,26 +62,26 @@ def test_reset_applies_a_new_seed_and_renderer_sees_it(robot):
         assert np.any(np.all(img == BLOCK, axis=-1))
 
 
-def test_tip_pushes_the_block_through_the_process(robot):
+def test_tip_pushes_the_block_through_the_process(robot, wait_for_state):
     robot.put(_tcp([-0.2, -0.2]))
     with SceneProcess(CFG, robot, seed=0) as scene:
         pose = scene.get_state()["block_pose"]
         # Drive the tip straight through the block's centroid, from 10 cm to one side to 10 cm beyond.
         direction = np.array([1.0, 0.0]) if pose[0] < 0 else np.array([-1.0, 0.0])
         robot.put(_tcp(pose[:2] - direction * 0.1, z=0.2))  # lifted while getting there
-        _wait_for(lambda s: np.allclose(s["pusher_xy"], pose[:2] - direction * 0.1, atol=1e-6), scene)
+        wait_for_state(scene, lambda s: np.allclose(s["pusher_xy"], pose[:2] - direction * 0.1, atol=1e-6))
         for k in range(40):
             robot.put(_tcp(pose[:2] + direction * (-0.1 + 0.005 * (k + 1))))
             time.sleep(0.02)
-        moved = _wait_for(lambda s: np.linalg.norm(s["block_pose"][:2] - pose[:2]) > 0.02, scene)
+        moved = wait_for_state(scene, lambda s: np.linalg.norm(s["block_pose"][:2] - pose[:2]) > 0.02)
         assert (moved["block_pose"][:2] - pose[:2]) @ direction > 0.02
 
 
-def test_tip_is_lifted_until_the_robot_publishes_and_ignores_nan(robot):
+def test_tip_is_lifted_until_the_robot_publishes_and_ignores_nan(robot, wait_for_state):
     with SceneProcess(CFG, robot, seed=0) as scene:
         assert not scene.get_state()["pusher_down"]
         robot.put(_tcp([0.1, 0.2]))
-        state = _wait_for(lambda s: bool(s["pusher_down"]), scene)
+        state = wait_for_state(scene, lambda s: bool(s["pusher_down"]))
         assert np.allclose(state["pusher_xy"], [0.1, 0.2])
         bad = _tcp([0.0, 0.0])
         bad["actual_tcp_pose"][0] = np.nan

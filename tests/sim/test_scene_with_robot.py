@@ -13,16 +13,6 @@ from robot_stack.sim.pusht import SceneConfig, SceneProcess
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _wait_for(predicate, scene, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = scene.get_state()
-        if predicate(state):
-            return state
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout} s; last scene state {state}")
-
-
 def _move(robot, start, goal, duration):
     """Stream waypoints along a straight line, as teleop does (the controller holds if commands stop)."""
     t0 = now()
@@ -32,14 +22,14 @@ def _move(robot, start, goal, duration):
         time.sleep(0.05)
 
 
-def test_tip_follows_the_simulated_arm():
+def test_tip_follows_the_simulated_arm(wait_for_state):
     scene_cfg = SceneConfig()
     with RobotController(load_robot_config(ROOT / "hardware_configs" / "sim_ur5.yaml")) as robot, \
             SceneProcess(scene_cfg, robot.state, seed=2) as scene:
         home = robot.get_state()["actual_tcp_pose"]
         tip = scene_cfg.base_to_table(home[:2])
         # At home the TCP is above the table: the tip is lifted, right under the TCP.
-        state = _wait_for(lambda s: np.allclose(s["pusher_xy"], tip, atol=1e-3), scene, 5.0)
+        state = wait_for_state(scene, lambda s: np.allclose(s["pusher_xy"], tip, atol=1e-3), 5.0)
         assert not state["pusher_down"]
 
         # Move over a table point, then down to pushing height.
@@ -50,6 +40,6 @@ def test_tip_follows_the_simulated_arm():
         down = above.copy()
         down[2] = scene_cfg.push_z
         _move(robot, above, down, 0.6)
-        state = _wait_for(lambda s: bool(s["pusher_down"]), scene, 2.0)
-        state = _wait_for(lambda s: np.allclose(s["pusher_xy"], spot, atol=2e-3), scene, 2.0)
+        state = wait_for_state(scene, lambda s: bool(s["pusher_down"]), 2.0)
+        state = wait_for_state(scene, lambda s: np.allclose(s["pusher_xy"], spot, atol=2e-3), 2.0)
         assert state["pusher_down"]
