@@ -1,0 +1,265 @@
+"""``run_evaluation``: policy episodes on a running rig (the loop of ``robot-stack eval``), on started parts.
+
+Per episode: reset the simulated scene (seed ``seed + i``), take the arm's current pose as the base pose
+(actions set its leading components; ``base_z`` overrides the height for planar policies such as Push-T),
+run ``run_rollout`` until the scene reports success for ``success_hold`` s, the operator stops the episode
+(``s``) or quits (``q``/Esc), or the time limit; meanwhile record the rollout like a demonstration (same
+steps as ``collect``: timestamp, action = commanded target pose, robot state, scene state; videos in the
+background) and update the live preview. Each episode ends with one result line (success, coverage, chunk
+and drop counts, latency); quitting discards the episode being recorded and ends the evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from robot_stack.config import ConfigError
+from robot_stack.data.episode_recorder import EpisodeRecorder, robot_step
+from robot_stack.runtime import SharedMemoryRingBuffer, now
+from robot_stack.server.executor import ExecutorConfig, RecedingHorizonExecutor
+from robot_stack.server.observation import ObservationAssembler, ObservationConfig
+from robot_stack.server.policy_service import PolicyInfo
+from robot_stack.server.rollout import RolloutConfig, RolloutStats, run_rollout
+from robot_stack.server.transport import PolicyClient
+
+log = logging.getLogger(__name__)
+
+EVAL_KEYS: dict[str, str] = {"s": "stop", "q": "quit", "\x1b": "quit"}
+
+
+class Robot(Protocol):
+    """The parts of ``RobotClient`` the evaluation uses."""
+
+    state: SharedMemoryRingBuffer
+
+    def get_state(self) -> dict[str, np.ndarray]: ...
+
+    def schedule_waypoint(self, pose: Sequence[float], target_time: float) -> None: ...
+
+
+class Scene(Protocol):
+    """The parts of ``SceneProcess`` the evaluation uses (simulated rigs)."""
+
+    def reset(self, seed: int, timeout: float | None = 2.0) -> Mapping[str, np.ndarray] | None: ...
+
+    def get_state(self) -> dict[str, np.ndarray]: ...
+
+
+class KeySource(Protocol):
+    def poll(self) -> list[str]: ...
+
+
+class StatusDisplay(Protocol):
+    """The live preview: shows status lines, returns the keys typed into it."""
+
+    def update(self, status: Sequence[str]) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Episode settings; ``preview_hz`` bounds how often the preview (and ``check``) runs."""
+
+    episodes: int = 1
+    seed: int = 0
+    success_hold: float = 0.5
+    base_z: float | None = None
+    preview_hz: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
+        if self.success_hold < 0 or not 0 < self.preview_hz <= 100:
+            raise ConfigError("success_hold must be >= 0 and preview_hz in (0, 100]")
+
+
+@dataclass
+class EpisodeResult:
+    """One evaluated episode. Scene fields are ``None`` on real rigs (no scene state)."""
+
+    index: int
+    seed: int
+    end_reason: str
+    rollout: RolloutStats
+    coverage: float | None = None  # at the end
+    max_coverage: float | None = None
+    success: bool | None = None  # the scene reported success at some point
+    saved_as: int | None = None  # dataset episode index of the recording
+
+    def summary(self) -> str:
+        """One human-readable line."""
+        ex = self.rollout.execution
+        parts = [f"episode {self.index} (seed {self.seed}): {self.end_reason} after {self.rollout.duration:.1f} s"]
+        if self.success is not None:
+            parts.append(f"{'SUCCESS' if self.success else 'failure'}, coverage {self.coverage:.3f} "
+                         f"(max {self.max_coverage:.3f})")
+        parts.append(f"{ex.chunks} chunks, {ex.scheduled} actions executed, {ex.dropped} stale dropped, "
+                     f"{ex.superseded} superseded")
+        if ex.latencies:
+            parts.append(f"latency {np.mean(ex.latencies):.3f} s mean / {np.max(ex.latencies):.3f} s max")
+        problems = {"refused observations": self.rollout.refused_observations,
+                    "inference timeouts": self.rollout.inference_timeouts,
+                    "server unreachable": self.rollout.server_unreachable,
+                    "server errors": self.rollout.server_errors, "rejected chunks": ex.rejected_chunks,
+                    "plan gaps": ex.plan_gaps}
+        parts += [f"{n} {what}" for what, n in problems.items() if n]
+        if self.saved_as is not None:
+            parts.append(f"recorded as episode {self.saved_as}")
+        return "; ".join(parts)
+
+
+def summarize(results: Sequence[EpisodeResult]) -> str:
+    """Success rate and coverage over the finished (not quit) episodes."""
+    done = [r for r in results if r.end_reason != "quit"]
+    scored = [r for r in done if r.success is not None]
+    if not scored:
+        return f"{len(done)} episode(s) finished (no scene: no success metric)"
+    rate = np.mean([r.success for r in scored])
+    return (f"success rate {rate:.1%} ({sum(r.success for r in scored)}/{len(scored)}), "
+            f"mean max coverage {np.mean([r.max_coverage for r in scored]):.3f}")
+
+
+def run_evaluation(
+    robot: Robot,
+    cameras: Mapping[int, SharedMemoryRingBuffer],
+    client: PolicyClient,
+    info: PolicyInfo,
+    config: EvalConfig,
+    executor_config: ExecutorConfig,
+    rollout_config: RolloutConfig,
+    observation_config: ObservationConfig | None = None,
+    *,
+    scene: Scene | None = None,
+    recorder: EpisodeRecorder | None = None,
+    preview: StatusDisplay | None = None,
+    keys: Sequence[KeySource] = (),
+    check: Callable[[], None] | None = None,
+    on_status: Callable[[str], None] | None = None,
+) -> list[EpisodeResult]:
+    """Run ``config.episodes`` policy episodes (fewer if the operator quits); see the module docstring.
+
+    ``check`` runs regularly (e.g. ``Supervisor.check``: raises if a device process died). An episode being
+    recorded when an exception ends the loop is discarded; saved episodes are never affected.
+    """
+    assembler = ObservationAssembler(info, executor_config.dt, cameras, robot.state, observation_config)
+    results: list[EpisodeResult] = []
+    for i in range(config.episodes):
+        episode = _Episode(i, config.seed + i, robot, info, config, executor_config, scene, recorder, preview, keys, check)
+        try:
+            result = episode.run(assembler, client, rollout_config)
+        finally:
+            if recorder is not None and recorder.recording:
+                recorder.discard()
+        results.append(result)
+        line = result.summary()
+        log.info(line)
+        if on_status is not None:
+            on_status(line)
+        if result.end_reason == "quit":
+            break
+    return results
+
+
+class _Episode:
+    """State of one episode: end conditions, recording and preview, driven by the rollout's ticks."""
+
+    def __init__(self, index, seed, robot, info, config, executor_config, scene, recorder, preview, keys, check):
+        self.index, self.seed, self.robot, self.info = index, seed, robot, info
+        self.config, self.executor_config = config, executor_config
+        self.scene, self.recorder, self.preview, self.keys, self.check = scene, recorder, preview, keys, check
+        self.dt = executor_config.dt
+        self.command: str | None = None
+        self.scene_state: dict[str, np.ndarray] | None = None
+        self.max_coverage = 0.0
+        self.ever_success = False
+        self.success_since: float | None = None
+        self.executor: RecedingHorizonExecutor | None = None
+        self.t_start = 0.0
+        self.next_step = 0.0
+        self.next_preview = 0.0
+
+    def run(self, assembler: ObservationAssembler, client: PolicyClient, rollout_config: RolloutConfig) -> EpisodeResult:
+        if self.scene is not None:
+            self.scene_state = dict(self.scene.reset(self.seed) or self.scene.get_state())
+        base = np.array(self.robot.get_state()["actual_tcp_pose"], dtype=np.float64)
+        if self.config.base_z is not None:
+            base[2] = self.config.base_z
+        self.executor = RecedingHorizonExecutor(
+            self.robot, self.executor_config, self.info.n_action_steps, self.info.action_dim, base
+        )
+        self.t_start = self.next_step = self.next_preview = now()
+        if self.recorder is not None:
+            self.recorder.start(self.t_start)
+        stats = run_rollout(assembler, client, self.executor, rollout_config,
+                            should_end=self.should_end, on_tick=self.tick)
+        result = EpisodeResult(self.index, self.seed, stats.end_reason, stats)
+        if self.scene_state is not None:
+            result.coverage = float(self.scene_state["coverage"])
+            result.max_coverage = self.max_coverage
+            result.success = self.ever_success
+        if self.recorder is not None and self.recorder.recording:
+            if stats.end_reason == "quit":
+                self.recorder.discard()
+            else:
+                saved = self.recorder.stop()
+                result.saved_as = None if saved is None else saved.index
+        return result
+
+    def should_end(self) -> str | None:
+        if self.command is not None:
+            return {"stop": "stopped", "quit": "quit"}[self.command]
+        if self.success_since is not None and now() - self.success_since >= self.config.success_hold:
+            return "success"
+        return None
+
+    def tick(self) -> None:
+        t = now()
+        if t >= self.next_step:
+            self.next_step = max(self.next_step + self.dt, t)  # no burst of catch-up steps after a stall
+            self.control_step()
+        if t >= self.next_preview:
+            self.next_preview = t + 1.0 / self.config.preview_hz
+            if self.check is not None:
+                self.check()
+            typed = self.preview.update(self.status_lines()) if self.preview is not None else []
+            for source in self.keys:
+                typed += source.poll()
+            for key in typed:
+                if key in EVAL_KEYS and self.command != "quit":
+                    self.command = EVAL_KEYS[key]
+
+    def control_step(self) -> None:
+        """Once per policy step: scene metrics and one recorded step."""
+        if self.scene is not None:
+            self.scene_state = self.scene.get_state()
+            self.max_coverage = max(self.max_coverage, float(self.scene_state["coverage"]))
+            if bool(self.scene_state["success"]):
+                self.ever_success = True
+                self.success_since = self.success_since if self.success_since is not None else now()
+            else:
+                self.success_since = None
+        if self.recorder is None or not self.recorder.recording:
+            return
+        state = self.robot.get_state()
+        t_state = float(state["timestamp"])
+        assert self.executor is not None
+        # Recorded like a demonstration: the action is the target the arm is commanded to reach
+        # action_delay_steps after this step (the pose held while there is no plan yet).
+        target = self.executor.planned_pose(t_state + self.executor_config.action_delay_steps * self.dt)
+        action = np.asarray(state["actual_tcp_pose"] if target is None else target, dtype=np.float64)
+        step = {"timestamp": np.float64(t_state), "action": action, **robot_step(state)}
+        if self.scene_state is not None:
+            step.update({f"scene_{k}": v for k, v in self.scene_state.items() if k != "timestamp"})
+        self.recorder.add_step(step)
+
+    def status_lines(self) -> list[str]:
+        ex = self.executor.stats if self.executor is not None else None
+        head = f"EVAL episode {self.index} seed {self.seed}  {now() - self.t_start:5.1f} s"
+        if self.scene_state is not None:
+            head += f"  coverage {float(self.scene_state['coverage']):.2f} (max {self.max_coverage:.2f})"
+        if ex is not None:
+            head += f"  chunks {ex.chunks}  dropped {ex.dropped}"
+        return [head, "s stop episode  q quit"]
