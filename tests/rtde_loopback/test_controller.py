@@ -119,6 +119,15 @@ def test_unsupported_command_stops_the_program_instead_of_acknowledging(ctl):
     assert "speedJ" in ctl.script.stop_reason
 
 
+@pytest.mark.parametrize("lookahead, gain", [(0.1, 0.0), (0.5, 300.0), (float("nan"), 300.0)])
+def test_servo_l_with_out_of_range_parameters_is_a_runtime_error(ctl, lookahead, gain):
+    assert ctl.load_program(CONTROL_SCRIPT.format(offset=0))
+    send(ctl, SERVOL, servo_args(ctl.frame["actual_TCP_pose"], lookahead, gain))
+    ctl.tick()  # must not raise: a raw RTDE client can write anything
+    assert not ctl.program_running
+    assert "lookahead_time" in ctl.script.stop_reason
+
+
 def test_set_tcp_must_match_the_arms_tcp(ctl, sim_config):
     assert ctl.load_program(CONTROL_SCRIPT.format(offset=0))
     send(ctl, SET_TCP, list(sim_config.tcp_offset))

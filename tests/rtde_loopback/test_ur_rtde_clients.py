@@ -1,6 +1,7 @@
 """The real ur_rtde 1.6 clients (receive, control, I/O, dashboard) against the simulated UR5 over loopback."""
 
 import time
+from pathlib import Path
 
 import dashboard_client
 import numpy as np
@@ -189,5 +190,7 @@ def test_e_series_controller_at_500_hz(sim_config):
         finally:
             receive.disconnect()
     finally:
+        segment = Path("/dev/shm") / proc.state.name
         proc.stop()
     assert proc.exitcode == 0, proc.error
+    assert not segment.exists()  # the state ring buffer is released with the process

@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
+from robot_stack.hardware.robot.config import GAIN_RANGE, LOOKAHEAD_RANGE
 from robot_stack.hardware.robot.rtde_loopback.arm import LoopbackArm
 from robot_stack.hardware.robot.rtde_loopback.registers import Registers
 
@@ -165,19 +166,23 @@ class ControlScript:
         if self._watchdog_expired():
             return
         cmd = self.registers.input_int[self.offset]
-        if cmd in REALTIME_COMMANDS:
-            if self._execute(cmd):
+        try:
+            if cmd in REALTIME_COMMANDS:
+                if self._execute(cmd):
+                    self._write_state(STATE_READY)
+            elif cmd == NO_CMD:
+                self._executing = False
+                self._pending = None
                 self._write_state(STATE_READY)
-        elif cmd == NO_CMD:
-            self._executing = False
-            self._pending = None
-            self._write_state(STATE_READY)
-        elif not self._executing:
-            self._executing = True
-            self._execute(cmd)
-        if self._pending is not None and self.running and self._pending():
-            self._pending = None
-            self._write_state(STATE_DONE)
+            elif not self._executing:
+                self._executing = True
+                self._execute(cmd)
+            if self._pending is not None and self.running and self._pending():
+                self._pending = None
+                self._write_state(STATE_DONE)
+        except Exception as exc:  # noqa: BLE001 - the arm refused the arguments: a runtime error, not a crash
+            log.debug("rtde loopback: %s raised", command_name(cmd), exc_info=True)
+            self._runtime_error(cmd, f"the arm raised {exc!r}")
 
     def _watchdog_expired(self) -> bool:
         if self._watchdog_timeout is None:
@@ -206,6 +211,10 @@ class ControlScript:
         if cmd == SERVOL:
             pose = self._in_double(0, 6)
             speed, accel, dt, lookahead, gain = self._in_double(6, 5)
+            if not (LOOKAHEAD_RANGE[0] <= lookahead <= LOOKAHEAD_RANGE[1] and GAIN_RANGE[0] <= gain <= GAIN_RANGE[1]):
+                return self._runtime_error(
+                    cmd, f"lookahead_time {lookahead} / gain {gain} outside {LOOKAHEAD_RANGE} / {GAIN_RANGE}"
+                )
             if not self.arm.servo_l(pose, speed, accel, dt, lookahead, gain):
                 self.stop(f"servoL to {np.round(pose, 4).tolist()} refused by the arm")
                 return False
