@@ -4,9 +4,15 @@
 - ``Camera`` / ``Frame``: the small interface both ``RealSenseCamera`` and ``SimCamera`` implement.
 - ``CameraProcess``: a device process per camera writing frames into a ring buffer (``camera_spec``).
 - ``list_cameras``: connected RealSense devices; ``SyntheticRealSense``: a software-emulated one.
-- ``load_calibration``: camera intrinsics/extrinsics from ``calibration/<rig>/``.
+- ``load_calibration`` / ``load_rig_calibration``: intrinsics and base-frame pose from ``calibration/<rig>/``.
 """
 
+from robot_stack.hardware.camera.calibration import (
+    CameraCalibration,
+    Intrinsics,
+    load_calibration,
+    load_rig_calibration,
+)
 from robot_stack.hardware.camera.config import CameraConfig
 from robot_stack.hardware.camera.interface import (
     Camera,
@@ -24,6 +30,7 @@ from robot_stack.hardware.camera.synthetic import SyntheticRealSense
 
 __all__ = [
     "Camera",
+    "CameraCalibration",
     "CameraConfig",
     "CameraError",
     "CameraInfo",
@@ -32,6 +39,7 @@ __all__ = [
     "CameraTimeout",
     "EndOfStream",
     "Frame",
+    "Intrinsics",
     "RealSenseCamera",
     "SimCamera",
     "SyntheticRealSense",
@@ -39,5 +47,7 @@ __all__ = [
     "UnsupportedStreamError",
     "camera_spec",
     "list_cameras",
+    "load_calibration",
+    "load_rig_calibration",
     "make_camera",
 ]
