@@ -196,3 +196,44 @@ def test_a_lagging_client_loses_its_oldest_data_packages_never_replies(server):
     assert len(kinds) == MAX_BACKLOG
     assert kinds[:2] == [False, False]  # the setup and start replies are kept
     assert server.stats.dropped_packages == published + 2 - MAX_BACKLOG
+
+
+class _FailingArm(SimUR5):
+    """A twin whose physics breaks after a few cycles."""
+
+    def __init__(self, config, fail_after):
+        super().__init__(config)
+        self.steps_left = fail_after
+
+    def step(self, dt):
+        self.steps_left -= 1
+        if self.steps_left < 0:
+            raise FloatingPointError("simulated physics blew up")
+        super().step(dt)
+
+
+def test_a_failing_arm_stops_the_control_loop_and_is_reported(sim_config, caplog):
+    srv = RTDELoopbackServer(_FailingArm(sim_config, fail_after=5), "127.0.0.1",
+                             rtde_port=0, dashboard_port=0, script_ports=())
+    with srv:
+        assert wait_for(lambda: srv.error is not None)
+        ticks = srv.controller.ticks
+        time.sleep(0.05)
+        assert srv.controller.ticks == ticks == 5  # no more cycles after the failure
+    assert "simulated physics blew up" in srv.error
+    assert any("control loop failed" in r.getMessage() for r in caplog.records)
+
+
+def test_connections_beyond_the_limit_are_refused(sim_config):
+    srv = RTDELoopbackServer(SimUR5(sim_config), "127.0.0.1", rtde_port=0, dashboard_port=0, script_ports=(),
+                             max_connections=1)
+    with srv:
+        first = RawRTDEClient(srv.host, srv.ports["rtde"])
+        second = RawRTDEClient(srv.host, srv.ports["rtde"])
+        try:
+            assert second.closed_by_server()
+            assert first.request(V.REQUEST_PROTOCOL_VERSION, struct.pack(">H", 2)) == b"\x01"
+            assert srv.stats.refused_connections == 1
+        finally:
+            first.close()
+            second.close()
