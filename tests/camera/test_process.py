@@ -29,20 +29,20 @@ def test_software_device_frames_reach_the_ring_buffer_in_order_and_drops_are_cou
     devices = SyntheticRealSense(depth=True, skip=range(20, 23))  # the device "loses" frames 20-22
     with CameraProcess(cfg, devices=devices) as camera:
         wait_for(lambda: camera.frames.count >= 30)
-        records = camera.frames.get_last_k(25)
-        assert camera.dropped_frames == 3
-        latest = camera.frames.get()
+        records = camera.frames.get_last_k(camera.frames.count)  # everything so far (capacity 60)
+        assert camera.dropped_frames >= 3
     assert_released(camera.frames.name)
     numbers = records["frame_number"]
     assert np.all(np.diff(numbers) > 0)
-    assert set(range(numbers[0], numbers[-1] + 1)) - set(numbers) == {20, 21, 22}
+    missing = set(range(numbers[0], numbers[-1] + 1)) - set(numbers)
+    assert {20, 21, 22} <= missing  # (a loaded machine may lose more; each one is counted)
+    assert records["dropped_frames"][0] == 0 and records["dropped_frames"][-1] == len(missing)
     assert np.all(np.diff(records["timestamp"]) > 0)
-    assert np.all(records["receive_timestamp"] >= records["timestamp"])
-    assert np.all(records["receive_timestamp"] - records["timestamp"] < 0.1)
+    delays = records["receive_timestamp"] - records["timestamp"]
+    assert delays.min() > -1e-3 and np.median(delays) < 0.05
     for number, color, depth in zip(numbers, records["color"], records["depth"]):
         assert color.shape == (240, 240, 3) and (color == frame_value(number)).all()
         assert np.median(depth) == 1000 + number
-    assert latest["dropped_frames"] == 3
 
 
 def test_sim_camera_process_publishes_at_its_rate():
@@ -53,28 +53,31 @@ def test_sim_camera_process_publishes_at_its_rate():
         time.sleep(1.0)
         records = camera.frames.get_since(float(first["timestamp"]))
         age = now() - camera.frames.get()["timestamp"]
-        assert camera.dropped_frames == 0
-    assert 17 <= len(records["timestamp"]) <= 21
-    assert np.diff(records["timestamp"]) == pytest.approx(0.05, abs=1e-6)
+    periods = np.diff(np.concatenate([[first["timestamp"]], records["timestamp"]])) / 0.05
+    np.testing.assert_allclose(periods, np.round(periods), atol=1e-6)  # captures on the exact 20 Hz grid
+    assert 14 <= len(periods) <= 21 and np.mean(np.round(periods) == 1) > 0.8
+    # Every skipped grid slot (only if the machine stalls the process) is counted as dropped.
+    assert records["dropped_frames"][-1] - first["dropped_frames"] == np.sum(np.round(periods) - 1)
     assert records["color"].shape[1:] == (240, 320, 3)
-    assert 0.05 <= age < 0.05 + 0.05 + 0.1  # latency + at most a period + scheduling slack
+    assert 0.05 <= age < 0.5  # at least the simulated latency
 
 
 def test_playback_file_as_source(tmp_path, synthetic_devices):
-    from robot_stack.hardware.camera import RealSenseCamera
+    from robot_stack.hardware.camera import CameraTimeout, RealSenseCamera
 
     recording = tmp_path / "session.db3"
     live = CameraConfig(name="wrist", driver="realsense", serial="SYNTH0001", record_file=recording)
     with RealSenseCamera(live, devices=synthetic_devices(n_frames=12)) as source:
-        for _ in range(12):
-            source.read(1.0)
-    replay = CameraConfig(name="wrist", driver="realsense", playback_file=recording)
+        with pytest.raises(CameraTimeout):
+            while True:
+                source.read(0.5)
+    replay = CameraConfig(name="wrist", driver="realsense", playback_file=recording, playback_real_time=False)
     with CameraProcess(replay) as camera:
-        wait_for(lambda: camera.frames.count == 12)
+        wait_for(lambda: camera.frames.count >= 12)
         time.sleep(0.2)  # end of file: nothing more arrives, the process stays up
         assert camera.is_alive() and camera.frames.count == 12
         records = camera.frames.get_last_k(12)
-    assert list(records["frame_number"]) == list(range(1, 13))
+    assert list(records["frame_number"]) == list(range(1, 13))  # the file holds every injected frame
 
 
 def test_bad_serial_fails_start_with_the_reason(assert_released):

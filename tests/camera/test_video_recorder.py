@@ -124,7 +124,7 @@ def test_recorder_follows_the_ring_buffer_and_reports_camera_drops(tmp_path):
     assert len(decode(stats.path)) == stats.frames
     stamps = np.load(timestamps_path(stats.path))
     np.testing.assert_array_equal(stamps, [t for _, t in camera.log if t_start < t <= t_end])
-    assert 0 <= stats.max_lag < 0.5
+    assert 0 <= stats.max_lag < 2.0
 
 
 def test_recorder_that_falls_behind_counts_what_it_lost(tmp_path, caplog):
