@@ -18,6 +18,7 @@ from typing import Callable, Mapping, Protocol, Sequence
 import numpy as np
 
 from robot_stack.config import ConfigError
+from robot_stack.data.collection import KeySource, RobotHandle, Scene, StatusDisplay
 from robot_stack.data.episode_recorder import EpisodeRecorder, robot_step
 from robot_stack.runtime import SharedMemoryRingBuffer, now
 from robot_stack.server.executor import ExecutorConfig, RecedingHorizonExecutor
@@ -31,32 +32,10 @@ log = logging.getLogger(__name__)
 EVAL_KEYS: dict[str, str] = {"s": "stop", "q": "quit", "\x1b": "quit"}
 
 
-class Robot(Protocol):
-    """The parts of ``RobotClient`` the evaluation uses."""
+class Robot(RobotHandle, Protocol):
+    """The parts of ``RobotClient`` the evaluation uses: ``collect``'s robot handle plus the state buffer."""
 
     state: SharedMemoryRingBuffer
-
-    def get_state(self) -> dict[str, np.ndarray]: ...
-
-    def schedule_waypoint(self, pose: Sequence[float], target_time: float) -> None: ...
-
-
-class Scene(Protocol):
-    """The parts of ``SceneProcess`` the evaluation uses (simulated rigs)."""
-
-    def reset(self, seed: int, timeout: float | None = 2.0) -> Mapping[str, np.ndarray] | None: ...
-
-    def get_state(self) -> dict[str, np.ndarray]: ...
-
-
-class KeySource(Protocol):
-    def poll(self) -> list[str]: ...
-
-
-class StatusDisplay(Protocol):
-    """The live preview: shows status lines, returns the keys typed into it."""
-
-    def update(self, status: Sequence[str]) -> list[str]: ...
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,8 @@ _LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
 # not flood the log); every rejection is counted in ``stats`` either way.
 _LOG_FIRST_REJECTIONS = 20
 _LOG_EVERY_REJECTIONS = 100
+# At most this many waiting messages are read per serve_once (bounds the memory a flood can take).
+_MAX_DRAIN = 64
 
 
 class PolicyTimeout(TimeoutError):
@@ -112,10 +114,12 @@ def _configure(sock: zmq.Socket, endpoint: str, limits: Limits) -> None:
 
 @dataclass
 class ServerStats:
-    """What the server did: requests answered, rejected (by reason code), replies it could not send."""
+    """What the server did: requests answered, rejected (by reason code), skipped because the same client
+    had sent a newer one (``superseded``), replies it could not send."""
 
     served: int = 0
     rejected: Counter = field(default_factory=Counter)
+    superseded: int = 0
     unsent_replies: int = 0
 
     @property
@@ -151,10 +155,28 @@ class PolicyServer:
         log.info("policy server listening on %s%s", self.endpoint, " (token required)" if token else "")
 
     def serve_once(self, timeout: float) -> bool:
-        """Handle at most one message, waiting up to ``timeout`` s for it; True if one was handled."""
+        """Answer the requests waiting (up to ``timeout`` s for the first); True if any arrived.
+
+        Only each client's newest waiting request is answered: a client that gave up on a request (timeout)
+        has already sent a fresher one, and answering the old one first would only delay the new one behind
+        a result nobody reads. Skipped requests are counted in ``stats.superseded``.
+        """
         if not self._sock.poll(int(timeout * 1000), zmq.POLLIN):
             return False
-        frames = self._sock.recv_multipart(copy=False)
+        newest: dict[bytes, list[zmq.Frame]] = {}
+        for _ in range(_MAX_DRAIN):
+            frames = self._sock.recv_multipart(copy=False)
+            key = frames[0].bytes
+            if key in newest:
+                self.stats.superseded += 1
+            newest[key] = frames
+            if not self._sock.poll(0, zmq.POLLIN):
+                break
+        for frames in newest.values():
+            self._answer(frames)
+        return True
+
+    def _answer(self, frames: list[zmq.Frame]) -> None:
         identity, body = frames[0], frames[1:]
         peer = _peer_address(frames[-1])
         reply = self._handle(body, peer)
@@ -169,7 +191,6 @@ class PolicyServer:
         except zmq.Again:
             # The client is gone or not reading; it will time out on its side.
             self.stats.unsent_replies += 1
-        return True
 
     def serve_forever(self, should_stop: Callable[[], bool] = lambda: False, poll_interval: float = 0.1) -> None:
         """Serve until ``should_stop()`` returns True (checked every ``poll_interval`` s)."""

@@ -173,3 +173,19 @@ def test_normalize_endpoint(address, endpoint):
 def test_bad_endpoints_are_config_errors(address):
     with pytest.raises(ConfigError, match="policy endpoint"):
         normalize_endpoint(address)
+
+
+def test_server_answers_only_the_newest_of_a_clients_waiting_requests(serve):
+    policy = FakeDelayPolicy(delay=0.3)
+    srv = serve(policy)
+    with PolicyClient(srv.endpoint) as client:
+        with pytest.raises(PolicyTimeout):
+            client.infer(_obs(xy=(0.1, 0.1)), t_obs=1.0, timeout=0.1)  # A: being computed
+        with pytest.raises(PolicyTimeout):
+            client.infer(_obs(xy=(0.2, 0.2)), t_obs=2.0, timeout=0.1)  # B: waits, then superseded by C
+        t0 = time.monotonic()
+        chunk = client.infer(_obs(xy=(0.3, 0.3)), t_obs=3.0, timeout=3.0)
+        waited = time.monotonic() - t0
+    np.testing.assert_allclose(chunk.actions[0], [0.3, 0.3])
+    assert srv.server.stats.superseded == 1 and policy.calls == 2
+    assert waited < 0.65  # the rest of A (~0.1 s) + C (0.3 s); B (another 0.3 s) was never computed

@@ -1,0 +1,235 @@
+"""Benchmark: the policy loop end to end on the simulated Push-T rig, local and remote (loopback) mode.
+
+Rig: the simulated UR5 controller (hardware_configs/sim_ur5.yaml, 125 Hz), the Push-T scene driven by the
+arm's actual TCP (sim_pusht.yaml ``scene:``), one simulated top camera rendering the scene; each in its own
+process. Policy: a Push-T Diffusion Policy checkpoint (``--checkpoint``), or an untrained one of the
+``--size`` given (timing does not depend on the weights). Modes:
+
+* ``local``: the policy in a ``PolicyProcess`` on a private ipc socket (what ``robot-stack eval`` does);
+* ``remote``: ``robot-stack serve`` as a separate program on 127.0.0.1 (what a GPU server would run).
+
+For each mode the robot-side loop (``run_rollout``) runs for ``--seconds`` and reports
+
+* obs -> first action: from the observation's timestamp to the target time of the first action of each
+  chunk that was executed (what the arm does first with new information), and chunk latency: from the
+  observation's timestamp to the chunk's arrival on the robot side;
+* chunk period: time between consecutive chunk arrivals;
+* dropped actions: stale on arrival or past due (never executed late), and superseded by the next chunk;
+* control jitter: |diff(loop_time) - 1/f| of the controller's servo cycles during the run, and overruns;
+  plus the controller's own count of waypoints it received too late (must be 0).
+
+    python benchmarks/end_to_end.py                       # tiny untrained policy, 10 s per mode
+    python benchmarks/end_to_end.py --size paper --device cuda --seconds 20
+    python benchmarks/end_to_end.py --checkpoint runs/pusht/best.ckpt --modes remote
+
+Numbers depend on the machine and its load: record them with the CPU/GPU model and what else was running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from robot_stack.config import load_dataclass, read_yaml
+from robot_stack.hardware.camera import CameraConfig, CameraProcess
+from robot_stack.hardware.robot.config import load_robot_config
+from robot_stack.hardware.robot.controller import RobotController
+from robot_stack.runtime import Supervisor, now
+from robot_stack.server.executor import ExecutorConfig, RecedingHorizonExecutor
+from robot_stack.server.local import CheckpointService, PolicyProcess
+from robot_stack.server.observation import ObservationAssembler
+from robot_stack.server.rollout import RolloutConfig, run_rollout
+from robot_stack.server.transport import PolicyClient
+from robot_stack.sim.pusht import SceneConfig, SceneProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+PLANAR_Z = 0.02  # TCP height at which the Push-T tip touches the table (scene contact height 0.03)
+# Policy sizes for untrained checkpoints: "paper" is the built-in push_t config (ResNet-18, U-Net
+# 256-512-1024, 16 DDIM steps); "tiny" is small enough for a shared laptop CPU.
+SIZES = {
+    "paper": {},
+    "tiny": {
+        "image_size": [96, 96],
+        "vision": {"width": 16, "stage_blocks": [1, 1], "crop_size": [84, 84], "num_keypoints": 16, "feature_dim": 32},
+        "unet": {"down_dims": [64, 128], "diffusion_step_embed_dim": 64},
+        "noise_scheduler": {"num_inference_steps": 8},
+    },
+}
+
+
+def untrained_checkpoint(path: Path, size: str) -> Path:
+    """A complete Push-T checkpoint with random weights (normalizer fitted to the sim table's range)."""
+    from robot_stack.policy.checkpoint import save_checkpoint
+    from robot_stack.policy.config import load_task_config
+    from robot_stack.policy.diffusion_policy import DiffusionPolicy
+
+    cfg = load_task_config("push_t", {"policy": SIZES[size]})
+    policy = DiffusionPolicy(cfg.policy)
+    xy = np.random.default_rng(0).uniform([0.3, -0.15], [0.6, 0.15], size=(512, 2))
+    policy.fit_normalizer({"robot_eef_pose": xy}, xy)
+    return save_checkpoint(path, cfg, {"model": policy.state_dict()})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stats(values, scale: float = 1e3) -> str:
+    if len(values) == 0:
+        return "n/a"
+    v = np.asarray(values) * scale
+    return f"{np.median(v):7.1f} {np.percentile(v, 95):7.1f} {v.max():7.1f}"
+
+
+class JitterSampler:
+    """Collects the controller's servo-cycle start times (``loop_time``) while the loop runs."""
+
+    def __init__(self, robot: RobotController, every: float = 0.5):
+        self.robot, self.every = robot, every
+        self.loop_times: list[np.ndarray] = []
+        self.last = now()
+        self.next = now() + every
+
+    def tick(self) -> None:
+        if now() >= self.next:
+            self.next = now() + self.every
+            records = self.robot.state.get_since(self.last, key="loop_time")
+            if len(records["loop_time"]):
+                self.loop_times.append(records["loop_time"])
+                self.last = float(records["loop_time"][-1])
+
+
+def run_mode(mode: str, checkpoint: Path, device: str, seconds: float, steps_per_inference: int, dt: float,
+             resolution: tuple[int, int]) -> dict:
+    rig = read_yaml(ROOT / "hardware_configs" / "sim_pusht.yaml")
+    robot = RobotController(load_robot_config(ROOT / "hardware_configs" / "sim_ur5.yaml"))
+    scene = SceneProcess(load_dataclass(SceneConfig, rig["scene"], "scene"), robot.state)
+    camera = CameraProcess(CameraConfig(name="top", resolution=resolution, fps=30), renderer=scene.renderer("top", resolution))
+    server = None
+    if mode == "local":
+        policy = PolicyProcess(CheckpointService(str(checkpoint), device, dt))
+        endpoint, processes = policy.endpoint, [robot, scene, camera, policy]
+    else:
+        endpoint, processes = f"tcp://127.0.0.1:{_free_port()}", [robot, scene, camera]
+        server = subprocess.Popen(
+            [sys.executable, "-m", "robot_stack", "serve", "--checkpoint", str(checkpoint), "--bind", endpoint,
+             "--device", device, "--dt", str(dt)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    try:
+        with Supervisor(processes) as sup, PolicyClient(endpoint) as client:
+            info = _wait_info(client, server)
+            scene.reset(0)
+            # Lower the tip onto the table first, so the run measures steady pushing.
+            start = robot.get_state()["actual_tcp_pose"].copy()
+            start[2] = PLANAR_Z
+            robot.client.servo_l(start, 0.4)  # within the controller's command_timeout
+            time.sleep(1.0)
+            executor = RecedingHorizonExecutor(
+                robot.client, ExecutorConfig(dt=dt, steps_per_inference=steps_per_inference, action_delay_steps=2),
+                info.n_action_steps, info.action_dim, start,
+            )
+            assembler = ObservationAssembler(info, dt, {0: camera.frames}, robot.state)
+            sampler = JitterSampler(robot)
+            n_dropped0 = int(robot.get_state()["n_dropped"])
+
+            def tick():
+                sampler.tick()
+                sup.check()
+
+            stats = run_rollout(assembler, client, executor, RolloutConfig(max_duration=seconds), on_tick=tick)
+            final = robot.get_state()
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+    ex = stats.execution
+    arrivals = np.array([o.t_received for o in stats.outcomes])
+    loop_times = np.concatenate(sampler.loop_times) if sampler.loop_times else np.zeros(0)
+    period = 1.0 / robot.config.frequency
+    jitter = np.abs(np.diff(loop_times) - period)
+    total = ex.chunks * info.n_action_steps
+    return {
+        "mode": mode,
+        "chunks": ex.chunks,
+        "obs_to_first_action_s": ex.first_action_delays,
+        "chunk_latency_s": ex.latencies,
+        "chunk_period_s": np.diff(arrivals).tolist(),
+        "actions": total,
+        "executed": ex.scheduled,
+        "dropped_stale": ex.dropped,
+        "superseded": ex.superseded,
+        "controller_late_waypoints": int(final["n_dropped"]) - n_dropped0,
+        "jitter_s": jitter.tolist(),
+        "overruns": int(np.sum(np.diff(loop_times) > 2 * period)),
+        "timeouts": stats.inference_timeouts,
+        "refused_observations": stats.refused_observations,
+    }
+
+
+def _wait_info(client: PolicyClient, server: subprocess.Popen | None, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        if server is not None and server.poll() is not None:
+            raise RuntimeError(f"robot-stack serve exited with code {server.returncode}")
+        try:
+            return client.info(timeout=1.0)
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+
+
+def report(result: dict) -> None:
+    print(f"\n## {result['mode']} mode: {result['chunks']} chunks")
+    print("| metric (ms)            |  median     p95     max |")
+    print("|------------------------|-------------------------|")
+    print(f"| obs -> first action    | {_stats(result['obs_to_first_action_s'])} |")
+    print(f"| chunk latency          | {_stats(result['chunk_latency_s'])} |")
+    print(f"| chunk period           | {_stats(result['chunk_period_s'])} |")
+    print(f"| servo-cycle jitter     | {_stats(result['jitter_s'])} |")
+    print(f"actions: {result['actions']} predicted, {result['executed']} executed, {result['dropped_stale']} dropped "
+          f"(stale), {result['superseded']} superseded; controller received {result['controller_late_waypoints']} "
+          f"late waypoints; {result['overruns']} servo overruns; {result['timeouts']} inference timeouts, "
+          f"{result['refused_observations']} refused observations")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", type=Path, help="a Push-T checkpoint (default: an untrained one of --size)")
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny", help="untrained policy size")
+    parser.add_argument("--device", default="cpu", help="policy device: cpu, cuda, ...")
+    parser.add_argument("--modes", nargs="+", choices=["local", "remote"], default=["local", "remote"])
+    parser.add_argument("--seconds", type=float, default=10.0, help="loop duration per mode")
+    parser.add_argument("--steps-per-inference", type=int, default=6)
+    parser.add_argument("--dt", type=float, default=0.1, help="policy step (s)")
+    parser.add_argument("--resolution", type=int, nargs=2, default=[320, 240], metavar=("W", "H"))
+    parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = args.checkpoint or untrained_checkpoint(Path(tmp) / f"{args.size}.ckpt", args.size)
+        print(f"# end-to-end policy loop, sim Push-T rig; policy {args.checkpoint or args.size + ' (untrained)'} on "
+              f"{args.device}; dt {args.dt} s, {args.steps_per_inference} steps per inference; "
+              f"{os.cpu_count()} CPUs")
+        results = []
+        for mode in args.modes:
+            results.append(run_mode(mode, checkpoint, args.device, args.seconds, args.steps_per_inference, args.dt,
+                                    tuple(args.resolution)))
+            report(results[-1])
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
