@@ -1,9 +1,12 @@
 """Training data: episodes of a recorded dataset as (observation window, action sequence) samples.
 
-Reads the dataset layout of the demo recorder::
+Reads a dataset folder of the demo recorder (``robot_stack.data.dataset.EpisodeDataset``)::
 
     DATASET/replay_buffer.zarr   data/<key> (N, ...) per step, meta/episode_ends (E,) cumulative ends
     DATASET/videos/<ep>/<cam>.mp4 (+ <cam>.timestamps.npy)
+
+Only complete (committed) episodes are used: rows of an episode whose recording was interrupted are
+ignored, as ``ReplayBuffer`` does in read-only mode.
 
 Low-dim observations and the action are the leading ``dims`` columns of ``data/<key>`` (the action is
 the concatenation of its fields, in order). Camera frames come from ``frame_cache`` (decoded once,
@@ -11,8 +14,6 @@ resized to ``image_size``, step-aligned, memory-mapped). A sample ``i`` is::
 
     {"obs": {"camera_<c>": float (n_obs_steps, 3, H, W) in [0, 1], "<low_dim key>": (n_obs_steps, dims)},
      "action": float (horizon, action_dim)}
-
-The zarr store is read directly with ``zarr`` (format 2, compatible with the original tooling).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import zarr
 from torch.utils.data import Dataset
 
+from robot_stack.config import ConfigError
+from robot_stack.data.dataset import EpisodeDataset
 from robot_stack.policy.config import FieldConfig, PolicyConfig
 from robot_stack.policy.frame_cache import DatasetError, camera_frames
 from robot_stack.policy.sequence_sampler import SequenceSampler
@@ -52,41 +54,37 @@ class ReplayData:
 def load_replay_data(root: str | Path, cfg: PolicyConfig, cache_dir: str | Path | None = None, show_progress: bool = True) -> ReplayData:
     """Read the low-dim arrays a policy needs and build (or find) its frame caches."""
     root = Path(root)
-    store = root / "replay_buffer.zarr"
-    if not store.is_dir():
-        raise DatasetError(f"no replay buffer at {store}: --dataset must be a folder containing replay_buffer.zarr/")
     try:
-        group = zarr.open_group(str(store), mode="r")
-        episode_ends = np.asarray(group["meta/episode_ends"][:], dtype=np.int64)
-        data = group["data"]
-        available = set(data.keys())
-    except (KeyError, FileNotFoundError, ValueError) as exc:
-        raise DatasetError(f"{store} is not a replay buffer (needs data/ and meta/episode_ends): {exc}") from None
-    if len(episode_ends) == 0:
-        raise DatasetError(f"{store} has no episodes")
-    if np.any(np.diff(np.concatenate([[0], episode_ends])) <= 0):
-        raise DatasetError(f"{store}: meta/episode_ends must be strictly increasing, got {episode_ends[:10]}")
+        folder = EpisodeDataset.open(root, "r")
+    except ConfigError as exc:
+        raise DatasetError(f"{exc} (--dataset must be a folder containing replay_buffer.zarr/)") from None
+    with folder:
+        buffer = folder.replay_buffer
+        episode_ends = buffer.episode_ends
+        if len(episode_ends) == 0:
+            raise DatasetError(f"{buffer.path} has no complete episodes")
 
-    def columns(field: FieldConfig) -> np.ndarray:
-        if field.key not in available:
-            raise DatasetError(f"{store}: no array data/{field.key} (available: {sorted(available)})")
-        arr = np.asarray(data[field.key][: episode_ends[-1]])
-        arr = arr.reshape(len(arr), -1)
-        if len(arr) < episode_ends[-1] or arr.shape[1] < field.dims:
-            raise DatasetError(
-                f"{store}: data/{field.key} has shape {arr.shape}; the config needs {episode_ends[-1]} rows "
-                f"and {field.dims} columns"
-            )
-        return arr[:, : field.dims].astype(np.float32)
+        def read(key: str) -> np.ndarray:
+            arr = np.concatenate([buffer.get_episode(e, [key])[key] for e in range(len(episode_ends))])
+            return arr.reshape(len(arr), -1)
 
-    low_dim = {f.key: columns(f) for f in cfg.low_dim}
-    action = np.concatenate([columns(f) for f in cfg.action], axis=1)
-    step_ts = np.asarray(data["timestamp"][: episode_ends[-1]], dtype=np.float64) if "timestamp" in available else None
-    cache = Path(cache_dir) if cache_dir is not None else root / "cache"
-    frame_files = {}
-    for cam, key in zip(cfg.cameras, cfg.camera_keys):
-        frames = camera_frames(root, cam, tuple(cfg.image_size), episode_ends, step_ts, cache, show_progress)
-        frame_files[key] = Path(frames.filename)
+        def columns(field: FieldConfig) -> np.ndarray:
+            if field.key not in buffer.keys:
+                raise DatasetError(f"{buffer.path}: no array data/{field.key} (available: {buffer.keys})")
+            arr = read(field.key)
+            if arr.shape[1] < field.dims:
+                raise DatasetError(f"{buffer.path}: data/{field.key} has {arr.shape[1]} columns; the config uses {field.dims}")
+            return arr[:, : field.dims].astype(np.float32)
+
+        low_dim = {f.key: columns(f) for f in cfg.low_dim}
+        action = np.concatenate([columns(f) for f in cfg.action], axis=1)
+        step_ts = read("timestamp")[:, 0].astype(np.float64) if "timestamp" in buffer.keys else None
+        cache = Path(cache_dir) if cache_dir is not None else root / "cache"
+        frame_files = {}
+        for cam, key in zip(cfg.cameras, cfg.camera_keys):
+            videos = [(folder.video_path(e, cam), folder.timestamps_path(e, cam)) for e in range(len(episode_ends))]
+            frames = camera_frames(videos, cam, tuple(cfg.image_size), episode_ends, step_ts, cache, show_progress)
+            frame_files[key] = Path(frames.filename)
     return ReplayData(low_dim, action, frame_files, episode_ends)
 
 
@@ -103,7 +101,7 @@ def split_episodes(n_episodes: int, val_ratio: float, seed: int, max_train_episo
     return train, val
 
 
-class EpisodeDataset(Dataset):
+class SequenceDataset(Dataset):
     """Windows of ``horizon`` steps over ``episodes`` of ``data`` (see the module docstring)."""
 
     def __init__(self, data: ReplayData, cfg: PolicyConfig, episodes: list[int]):

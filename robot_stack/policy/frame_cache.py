@@ -59,7 +59,7 @@ def decode_video(path: Path, size: tuple[int, int]) -> np.ndarray:
 
 
 def camera_frames(
-    root: Path,
+    videos: list[tuple[Path, Path]],
     camera: int,
     size: tuple[int, int],
     episode_ends: np.ndarray,
@@ -69,10 +69,10 @@ def camera_frames(
 ) -> np.ndarray:
     """Step-aligned frames of ``camera`` for the whole dataset, (N, H, W, 3) uint8, memory-mapped.
 
-    Builds the cache on first use (progress bar per episode); later calls just open it.
+    ``videos`` holds each episode's (video, frame-timestamps) paths. Builds the cache on first use
+    (progress bar per episode); later calls just open it.
     """
-    videos = [root / "videos" / str(ep) / f"{camera}.mp4" for ep in range(len(episode_ends))]
-    missing = [str(v) for v in videos if not v.is_file()]
+    missing = [str(v) for v, _ in videos if not v.is_file()]
     if missing:
         raise DatasetError(f"camera {camera}: missing video file(s) {missing[:3]}{' ...' if len(missing) > 3 else ''}")
     path = cache_dir / f"camera_{camera}_{size[0]}x{size[1]}_{_fingerprint(videos, size, episode_ends, step_timestamps)}.npy"
@@ -83,7 +83,7 @@ def camera_frames(
 
 def _build(
     path: Path,
-    videos: list[Path],
+    videos: list[tuple[Path, Path]],
     size: tuple[int, int],
     episode_ends: np.ndarray,
     step_timestamps: np.ndarray | None,
@@ -99,9 +99,9 @@ def _build(
     try:
         starts = np.concatenate([[0], episode_ends[:-1]]).astype(np.int64)
         bar = tqdm(list(zip(videos, starts, episode_ends)), desc=f"caching {path.name}", unit="episode", disable=not show_progress)
-        for video, start, end in bar:
+        for (video, ts_file), start, end in bar:
             frames = decode_video(video, size)
-            out[start:end] = frames[_step_frames(video, frames.shape[0], start, int(end), step_timestamps)]
+            out[start:end] = frames[_step_frames(video, ts_file, frames.shape[0], start, int(end), step_timestamps)]
         out.flush()
         del out
         os.replace(tmp, path)
@@ -110,9 +110,10 @@ def _build(
             tmp.unlink()
 
 
-def _step_frames(video: Path, n_frames: int, start: int, end: int, step_timestamps: np.ndarray | None) -> np.ndarray:
+def _step_frames(
+    video: Path, ts_file: Path, n_frames: int, start: int, end: int, step_timestamps: np.ndarray | None
+) -> np.ndarray:
     """Index of the frame to use for each step of one episode."""
-    ts_file = video.with_name(video.stem + ".timestamps.npy")
     if step_timestamps is not None and ts_file.is_file():
         frame_ts = np.load(ts_file)
         if len(frame_ts) != n_frames:
@@ -125,12 +126,13 @@ def _step_frames(video: Path, n_frames: int, start: int, end: int, step_timestam
     return np.arange(end - start)
 
 
-def _fingerprint(videos: list[Path], size: tuple[int, int], episode_ends: np.ndarray, step_ts: np.ndarray | None) -> str:
+def _fingerprint(
+    videos: list[tuple[Path, Path]], size: tuple[int, int], episode_ends: np.ndarray, step_ts: np.ndarray | None
+) -> str:
     h = hashlib.sha1()
     files = []
-    for v in videos:
-        ts = v.with_name(v.stem + ".timestamps.npy")
-        for f in (v, ts):
+    for pair in videos:
+        for f in pair:
             st = f.stat() if f.exists() else None
             files.append([f"{f.parent.name}/{f.name}", st.st_size if st else -1, st.st_mtime_ns if st else -1])
     h.update(json.dumps({"size": list(size), "files": files}).encode())

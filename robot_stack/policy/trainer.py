@@ -32,7 +32,7 @@ from tqdm import tqdm
 from robot_stack.config import ConfigError
 from robot_stack.policy.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
 from robot_stack.policy.config import TaskConfig, task_config_from_dict
-from robot_stack.policy.dataset import EpisodeDataset, load_replay_data, split_episodes
+from robot_stack.policy.dataset import SequenceDataset, load_replay_data, split_episodes
 from robot_stack.policy.diffusion_policy import DiffusionPolicy
 from robot_stack.policy.ema import EMA
 
@@ -116,8 +116,8 @@ class Trainer:
                 raise ConfigError(f"{dataset} has fewer episodes than the run being resumed was trained on")
         else:
             train_eps, val_eps = split_episodes(data.n_episodes, tcfg.val_ratio, tcfg.seed, tcfg.max_train_episodes)
-        self.train_set = EpisodeDataset(data, cfg.policy, train_eps)
-        self.val_set = EpisodeDataset(data, cfg.policy, val_eps) if val_eps else None
+        self.train_set = SequenceDataset(data, cfg.policy, train_eps)
+        self.val_set = SequenceDataset(data, cfg.policy, val_eps) if val_eps else None
         if len(self.train_set) == 0:
             raise ConfigError(f"{dataset}: training episodes are shorter than the policy needs (horizon {cfg.policy.horizon})")
         log.info("dataset %s: %d train episodes (%d samples), %d val episodes", dataset, len(train_eps), len(self.train_set), len(val_eps))
@@ -214,7 +214,7 @@ class Trainer:
             count += n
         return total / max(count, 1)
 
-    def _loader(self, dataset: EpisodeDataset, shuffle: bool, seed: int) -> DataLoader:
+    def _loader(self, dataset: SequenceDataset, shuffle: bool, seed: int) -> DataLoader:
         t = self.cfg.training
         return DataLoader(
             dataset,

@@ -8,8 +8,9 @@ from typing import Any
 import av
 import numpy as np
 import pytest
-import zarr
 
+from robot_stack.data.dataset import EpisodeDataset
+from robot_stack.data.video_recorder import timestamps_path
 from robot_stack.policy.config import TaskConfig, load_task_config, merge_dicts
 
 IMAGE = 32  # synthetic camera resolution (square)
@@ -62,31 +63,25 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 10) -> None:
 
 def write_dataset(root: Path, episodes: list[dict[str, np.ndarray]], cameras: tuple[int, ...] = (0,),
                   frame_timestamps: bool = False) -> Path:
-    """Write ``episodes`` (dicts of per-step arrays) as replay_buffer.zarr + one video per camera.
+    """Record ``episodes`` (dicts of per-step arrays) with the recorder's own ``EpisodeDataset``.
 
     Videos render each step's ``robot_eef_pose``; with ``frame_timestamps`` they run at twice the step
     rate with a ``.timestamps.npy`` file, so alignment has to pick every other frame.
     """
-    root.mkdir(parents=True, exist_ok=True)
-    group = zarr.open_group(str(root / "replay_buffer.zarr"), mode="w", zarr_format=2)
-    data = group.require_group("data")
-    for key in episodes[0]:
-        arr = np.concatenate([ep[key] for ep in episodes])
-        data.create_array(key, data=arr, chunks=arr.shape)
-    ends = np.cumsum([len(next(iter(ep.values()))) for ep in episodes]).astype(np.int64)
-    group.require_group("meta").create_array("episode_ends", data=ends, chunks=ends.shape)
-    for e, ep in enumerate(episodes):
-        for cam in cameras:
+    with EpisodeDataset.open(root, "a") as dataset:
+        for ep in episodes:
+            staging = dataset.new_staging_dir() if cameras else None
             pos = ep["robot_eef_pose"]
-            video = root / "videos" / str(e) / f"{cam}.mp4"
-            if frame_timestamps:
-                ts = ep["timestamp"]
-                dt = np.diff(ts).mean() if len(ts) > 1 else 0.1
-                frame_ts = np.repeat(ts, 2) + np.tile([-dt / 4, dt / 4], len(ts))
-                write_video(video, np.stack([render(pos[i // 2]) for i in range(2 * len(pos))]))
-                np.save(video.with_name(f"{cam}.timestamps.npy"), frame_ts)
-            else:
-                write_video(video, np.stack([render(p) for p in pos]))
+            for cam in cameras:
+                video = staging / f"{cam}.mp4"
+                if frame_timestamps:
+                    ts = ep["timestamp"]
+                    dt = np.diff(ts).mean() if len(ts) > 1 else 0.1
+                    write_video(video, np.stack([render(pos[i // 2]) for i in range(2 * len(pos))]))
+                    np.save(timestamps_path(video), np.repeat(ts, 2) + np.tile([-dt / 4, dt / 4], len(ts)))
+                else:
+                    write_video(video, np.stack([render(p) for p in pos]))
+            dataset.commit_episode(ep, videos=staging)
     return root
 
 

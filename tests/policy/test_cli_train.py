@@ -44,9 +44,9 @@ def test_train_resume_and_load(tmp_path: Path, line_dataset: Path, tiny_override
     assert policy.predict_action(obs)["action"].shape == (1, 8, 2)
     assert policy.cfg.model == "transformer"
 
-    # --steps stops mid-epoch
+    # --steps stops mid-epoch; data loading in a worker process works
     steps_run = ["train", "--dataset", str(line_dataset), "--config", str(config), "--out", str(tmp_path / "steps")]
-    assert main([*steps_run, "--steps", "3", "--no-progress", "--device", "cpu"]) == 0
+    assert main([*steps_run, "--steps", "3", "--num-workers", "1", "--no-progress", "--device", "cpu"]) == 0
     assert "trained 3 steps (0 epochs)" in capsys.readouterr().out
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import zarr
 
-from robot_stack.policy.dataset import EpisodeDataset, load_replay_data, split_episodes
+from robot_stack.policy.dataset import SequenceDataset, load_replay_data, split_episodes
 from robot_stack.policy.frame_cache import DatasetError
 from robot_stack.policy.sequence_sampler import SequenceSampler
 
@@ -31,7 +31,7 @@ def test_sequence_windows_pad_at_episode_edges() -> None:
 def test_samples_have_policy_shapes_and_values(line_dataset: Path, tiny_config, frame_renderer, tmp_path: Path) -> None:
     cfg = tiny_config().policy
     data = load_replay_data(line_dataset, cfg, cache_dir=tmp_path / "cache", show_progress=False)
-    ds = EpisodeDataset(data, cfg, episodes=[0, 2])
+    ds = SequenceDataset(data, cfg, episodes=[0, 2])
     item = ds[0]
     assert item["obs"]["camera_0"].shape == (cfg.n_obs_steps, 3, 32, 32)
     assert item["obs"]["robot_eef_pose"].shape == (cfg.n_obs_steps, 2)  # leading 2 of the stored 6
@@ -94,7 +94,7 @@ def test_dataset_errors_name_what_to_fix(tmp_path: Path, tiny_config, dataset_wr
         load_replay_data(tmp_path / "nowhere", cfg)
     with pytest.raises(DatasetError, match="no array data/gripper"):
         load_replay_data(line_dataset, tiny_config(low_dim=[{"key": "gripper", "dims": 1}]).policy, tmp_path / "c1")
-    with pytest.raises(DatasetError, match="7 columns"):
+    with pytest.raises(DatasetError, match="6 columns; the config uses 7"):
         load_replay_data(line_dataset, tiny_config(action=[{"key": "action", "dims": 7}]).policy, tmp_path / "c2")
     root = tmp_path / "ds"
     shutil.copytree(line_dataset, root, ignore=shutil.ignore_patterns("cache"))

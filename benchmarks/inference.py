@@ -1,0 +1,151 @@
+"""Diffusion Policy inference latency and training throughput.
+
+Measures ``predict_action`` latency (median and p99 over repeated calls, batch 1) for the paper-size
+CNN (U-Net) and transformer policies with 1 and 2 cameras at 96x96 and 240x320, sampled with DDIM 8,
+DDIM 16 and DDPM 100 steps; then training throughput (samples/s) for the same model/camera/resolution
+grid. Inputs are random tensors of the right shapes (no dataset needed). Runs on CPU, and on CUDA when
+available.
+
+    python benchmarks/inference.py            # full run (20 timed calls per configuration)
+    python benchmarks/inference.py --quick    # a few calls per configuration; minutes on a laptop CPU
+    python benchmarks/inference.py --device cuda --json results.json
+
+Prints Markdown tables. Numbers depend heavily on the machine and its load: record them with the CPU/GPU
+model, the torch thread count and whether anything else was running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from robot_stack.policy.config import load_task_config
+from robot_stack.policy.diffusion_policy import DiffusionPolicy
+
+RESOLUTIONS = {"96x96": ((96, 96), (84, 84)), "240x320": ((240, 320), (216, 288))}  # image, crop (H, W)
+SAMPLERS = [("ddim", 8), ("ddim", 16), ("ddpm", 100)]
+
+
+def build_policy(model: str, cameras: int, resolution: str, device: torch.device) -> DiffusionPolicy:
+    """A default-size (paper) policy: 6-D pose observation and action, like the real-robot tasks."""
+    image, crop = RESOLUTIONS[resolution]
+    cfg = load_task_config(
+        "mug_flip",
+        {"policy": {"model": model, "cameras": list(range(cameras)), "image_size": list(image), "vision": {"crop_size": list(crop)}}},
+    )
+    return DiffusionPolicy(cfg.policy).to(device)
+
+
+def random_obs(policy: DiffusionPolicy, batch: int, device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: torch.rand((batch, policy.n_obs_steps, *shape), device=device) for k, shape in policy.obs_shapes.items()}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn, n: int, warmup: int, device: torch.device) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench_inference(device: torch.device, quick: bool) -> list[dict]:
+    rows = []
+    for model in ("unet", "transformer"):
+        for cameras in (1, 2):
+            for resolution in RESOLUTIONS:
+                policy = build_policy(model, cameras, resolution, device).eval()
+                obs = random_obs(policy, 1, device)
+                for sampler, steps in SAMPLERS:
+                    policy.configure_inference(sampler, steps)
+                    n = (2 if steps > 16 else 5) if quick else 20
+                    times = time_calls(lambda: policy.predict_action(obs), n, warmup=1, device=device)
+                    row = {
+                        "device": device.type, "model": model, "cameras": cameras, "resolution": resolution,
+                        "sampler": f"{sampler.upper()} {steps}", "n": n,
+                        "median_ms": 1e3 * statistics.median(times), "p99_ms": 1e3 * float(np.percentile(times, 99)),
+                    }
+                    rows.append(row)
+                    print(_row(row), flush=True)
+                del policy
+    return rows
+
+
+def bench_training(device: torch.device, quick: bool, batch: int) -> list[dict]:
+    rows = []
+    for model in ("unet", "transformer"):
+        for cameras in (1, 2):
+            for resolution in RESOLUTIONS:
+                policy = build_policy(model, cameras, resolution, device).train()
+                opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
+                data = {"obs": random_obs(policy, batch, device),
+                        "action": torch.rand(batch, policy.horizon, policy.action_dim, device=device)}
+
+                def step() -> None:
+                    loss = policy.compute_loss(data)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+
+                n = 2 if quick else 10
+                times = time_calls(step, n, warmup=1, device=device)
+                row = {"device": device.type, "model": model, "cameras": cameras, "resolution": resolution,
+                       "batch": batch, "n": n, "samples_per_s": batch / statistics.median(times),
+                       "params_m": sum(p.numel() for p in policy.parameters()) / 1e6}
+                rows.append(row)
+                print(f"| {row['device']} | {model} | {cameras} | {resolution} | {batch} | {row['params_m']:.1f} "
+                      f"| {row['samples_per_s']:.1f} | {n} |", flush=True)
+                del policy, opt
+    return rows
+
+
+def _row(r: dict) -> str:
+    return (f"| {r['device']} | {r['model']} | {r['cameras']} | {r['resolution']} | {r['sampler']} "
+            f"| {r['median_ms']:.1f} | {r['p99_ms']:.1f} | {r['n']} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few repetitions (p99 is then close to the max)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CPU, plus CUDA if present")
+    parser.add_argument("--train-batch", type=int, help="training batch size (default 64, or 8 with --quick on CPU)")
+    parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write all results to this JSON file")
+    args = parser.parse_args()
+    devices = [torch.device("cpu")] if args.device in ("auto", "cpu") else []
+    if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
+        devices.append(torch.device("cuda"))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {platform.processor() or platform.machine()}"
+          + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"))
+    torch.manual_seed(0)
+    results: dict = {"inference": [], "training": []}
+    print("\n| device | model | cameras | resolution | sampler | median ms | p99 ms | n |\n|---|---|---|---|---|---|---|---|")
+    for device in devices:
+        results["inference"] += bench_inference(device, args.quick)
+    if not args.skip_training:
+        print("\n| device | model | cameras | resolution | batch | params (M) | samples/s | n |\n|---|---|---|---|---|---|---|---|")
+        for device in devices:
+            batch = args.train_batch or (8 if args.quick and device.type == "cpu" else 64)
+            results["training"] += bench_training(device, args.quick, batch)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
