@@ -16,7 +16,7 @@ from typing import Sequence
 from robot_stack.config import ConfigError
 
 # Modules under robot_stack.cli that each contribute one subcommand, in --help order.
-_COMMAND_MODULES: tuple[str, ...] = ("train", "serve", "cameras")
+_COMMAND_MODULES: tuple[str, ...] = ("train", "serve", "cameras", "collect", "replay")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -167,9 +167,10 @@ class _CollectionLoop:
         self.scene_state: dict[str, np.ndarray] | None = None
 
     def say(self, line: str) -> None:
-        log.info(line)
         if self.on_status is not None:
             self.on_status(line)
+        else:
+            log.info(line)
 
     def run(self, keys: Sequence[KeySource], preview: StatusDisplay | None, check: Callable[[], None] | None) -> None:
         self.mapper.reset(self._first_robot_state()["actual_tcp_pose"])

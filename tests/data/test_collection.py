@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import assert_video_matches
+from dataset_checks import assert_video_matches
 from robot_stack.config import load_dataclass, read_yaml
 from robot_stack.data.collection import ACTION_DELAY_STEPS, CollectConfig, run_collection
 from robot_stack.data.dataset import EpisodeDataset

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import zarr.storage._local as zarr_local
 
-from conftest import assert_video_matches
+from dataset_checks import assert_video_matches
 from robot_stack.data.dataset import EpisodeDataset
 from robot_stack.data.episode_recorder import CameraStream, EpisodeRecorder
 from robot_stack.data.replay_buffer import EpisodeWriteError
