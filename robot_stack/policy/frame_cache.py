@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from tqdm import tqdm
 
 from robot_stack.config import ConfigError
 from robot_stack.runtime import nearest_indices
+
+log = logging.getLogger(__name__)
 
 
 class DatasetError(ConfigError):
@@ -118,7 +121,15 @@ def _step_frames(
         frame_ts = np.load(ts_file)
         if len(frame_ts) != n_frames:
             raise DatasetError(f"{ts_file} has {len(frame_ts)} timestamps but {video} has {n_frames} frames")
-        return nearest_indices(frame_ts, step_timestamps[start:end])
+        steps = step_timestamps[start:end]
+        idx = nearest_indices(frame_ts, steps)
+        period = float(np.median(np.diff(frame_ts))) if n_frames > 1 else 0.0
+        far = int(np.sum(np.abs(frame_ts[idx] - steps) > 1.5 * period)) if period > 0 else 0
+        if far:
+            # Dropped camera frames or a video that does not cover the episode: train anyway, but say so.
+            log.warning("%s: %d of %d steps have no frame within 1.5 frame periods (%.1f ms); using the nearest",
+                        video, far, end - start, 1e3 * period)
+        return idx
     if n_frames < end - start:
         raise DatasetError(
             f"{video} has {n_frames} frames for an episode of {end - start} steps and no {ts_file.name} to align them"

@@ -19,9 +19,12 @@ class SequenceSampler:
         ends = np.asarray(episode_ends, dtype=np.int64)
         starts = np.concatenate([[0], ends[:-1]])
         windows = []
+        self.too_short: list[int] = []  # episodes that yield no window at all
         for ep in episodes:
             length = int(ends[ep] - starts[ep])
             first, last = -pad_before, length - horizon + pad_after  # window start offsets, inclusive
+            if last < first:
+                self.too_short.append(ep)
             for offset in range(first, last + 1):
                 windows.append((starts[ep], length, offset))
         self.horizon = horizon

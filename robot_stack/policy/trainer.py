@@ -118,6 +118,10 @@ class Trainer:
             train_eps, val_eps = split_episodes(data.n_episodes, tcfg.val_ratio, tcfg.seed, tcfg.max_train_episodes)
         self.train_set = SequenceDataset(data, cfg.policy, train_eps)
         self.val_set = SequenceDataset(data, cfg.policy, val_eps) if val_eps else None
+        short = self.train_set.sampler.too_short + (self.val_set.sampler.too_short if self.val_set else [])
+        if short:
+            log.warning("%d episode(s) shorter than %d steps are skipped: %s", len(short),
+                        cfg.policy.horizon - cfg.policy.n_obs_steps - cfg.policy.n_action_steps + 2, sorted(short))
         if len(self.train_set) == 0:
             raise ConfigError(f"{dataset}: training episodes are shorter than the policy needs (horizon {cfg.policy.horizon})")
         log.info("dataset %s: %d train episodes (%d samples), %d val episodes", dataset, len(train_eps), len(self.train_set), len(val_eps))

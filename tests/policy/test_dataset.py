@@ -26,6 +26,9 @@ def test_sequence_windows_pad_at_episode_edges() -> None:
     assert windows[-1] == [10, 11, 11, 11]
     only_second = SequenceSampler(np.array([5, 12]), episodes=[1], horizon=4, pad_before=1, pad_after=2)
     assert len(only_second) == 7 and only_second.indices(0).tolist() == [5, 5, 6, 7]
+    assert sampler.too_short == []
+    short = SequenceSampler(np.array([2, 12]), episodes=[0, 1], horizon=6, pad_before=1, pad_after=2)
+    assert short.too_short == [0] and len(short) == 10 - 6 + 3 + 1  # only episode 1's windows
 
 
 def test_samples_have_policy_shapes_and_values(line_dataset: Path, tiny_config, frame_renderer, tmp_path: Path) -> None:
@@ -59,6 +62,18 @@ def test_frames_are_aligned_by_timestamps(tmp_path: Path, tiny_config, dataset_w
     assert frames.shape == (12, 32, 32, 3)
     errors = [np.abs(frames[i].astype(float) - frame_renderer(poses[i])).mean() for i in range(12)]
     assert max(errors) < 2.5  # video compression noise is ~1; a misaligned frame is > 4
+
+
+def test_steps_without_a_nearby_frame_are_reported(tmp_path: Path, tiny_config, dataset_writer, make_line_episodes,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    root = dataset_writer(tmp_path / "ds", make_line_episodes(n=1, length=6), cameras=(0,), frame_timestamps=True)
+    ts_file = root / "videos" / "0" / "0.timestamps.npy"
+    frame_ts = np.load(ts_file)
+    frame_ts[6:] += 5.0  # the camera stalled: frames of steps 3-5 come late; step 3 still has frame 5 near
+    np.save(ts_file, frame_ts)
+    with caplog.at_level("WARNING"):
+        load_replay_data(root, tiny_config().policy, show_progress=False)
+    assert "2 of 6 steps have no frame within 1.5 frame periods" in caplog.text
 
 
 def test_frame_cache_is_built_once_and_rebuilt_on_change(tmp_path: Path, tiny_config, dataset_writer, make_line_episodes) -> None:
