@@ -26,3 +26,20 @@ def test_every_registered_subcommand_has_help(capsys):
 def test_no_command_prints_help(capsys):
     assert main([]) == 0
     assert "usage: robot-stack" in capsys.readouterr().out
+
+
+def test_a_failed_device_process_is_named_with_its_last_error(monkeypatch, capsys):
+    import robot_stack.cli.cameras as cameras_cli
+    from robot_stack.runtime import ProcessFailed
+
+    child_traceback = ('Traceback (most recent call last):\n  File "x.py", line 1, in step\n'
+                       "robot_stack.hardware.robot.interface.RobotUnreachableError: no UR at 10.0.0.2\n  check the cable")
+
+    def fail(args):
+        raise ProcessFailed("robot", child_traceback)
+
+    monkeypatch.setattr(cameras_cli, "run", fail)
+    assert main(["cameras"]) == 1
+    err = capsys.readouterr().err
+    assert "robot-stack cameras: process 'robot' failed:" in err
+    assert "RobotUnreachableError: no UR at 10.0.0.2\n  check the cable" in err and "Traceback" not in err

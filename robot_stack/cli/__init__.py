@@ -9,14 +9,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import signal
 import sys
 from typing import Sequence
 
 from robot_stack.config import ConfigError
+from robot_stack.runtime import ProcessFailed
 
 # Modules under robot_stack.cli that each contribute one subcommand, in --help order.
-_COMMAND_MODULES: tuple[str, ...] = ("train", "serve", "cameras", "collect", "replay")
+_COMMAND_MODULES: tuple[str, ...] = ("train", "serve", "cameras", "collect", "replay", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +53,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Bad user input: say what to fix, no traceback.
         print(f"robot-stack {args.command}: {exc}", file=sys.stderr)
         return 2
+    except ProcessFailed as exc:
+        # A device process died (or could not start): name it and show its final error, not a child traceback.
+        print(f"robot-stack {args.command}: process '{exc.name}' failed:\n{last_exception(exc.error)}",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"robot-stack {args.command}: interrupted", file=sys.stderr)
         return 130
 
+
+
+def last_exception(traceback_text: str) -> str:
+    """The final exception (type, message and any lines that follow it) of a child's formatted traceback."""
+    lines = traceback_text.rstrip().splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Failed|Interrupt|Exit)\b", lines[i]):
+            return "\n".join(lines[i:])
+    return traceback_text

@@ -19,14 +19,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import re
-import sys
 from pathlib import Path
-from typing import Iterator
 
-from robot_stack.config import ConfigError, load_dataclass, read_yaml
+from robot_stack.config import ConfigError
 from robot_stack.data.preview import display_available
-from robot_stack.runtime import ProcessFailed
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +56,15 @@ def run(args: argparse.Namespace) -> int:
     from robot_stack.data.collection import CONTROL_KEYS, CollectConfig
     from robot_stack.hardware.teleop import TeleopMapper, load_profile
 
-    rig = _load_rig(args.rig)
-    teleop_cfg = rig["teleop"]
+    from robot_stack.rig import load_rig
+
+    rig = load_rig(args.rig)
+    teleop_cfg = rig.teleop
     profile = load_profile(args.profile or args.teleop or teleop_cfg.profile)
     device = profile.device
     if args.teleop is not None and device != args.teleop:
         raise ConfigError(f"teleop profile {args.profile!r} is for a {device}, not --teleop {args.teleop}")
-    scene_cfg = rig["scene"]
+    scene_cfg = rig.scene
     if device == "scripted" and scene_cfg is None:
         raise ConfigError("--teleop scripted drives the simulated Push-T expert: the rig needs a scene: section")
     preview_on = not args.no_preview and display_available()
@@ -83,17 +81,9 @@ def run(args: argparse.Namespace) -> int:
         max_duration = scene_cfg.time_limit
     config = CollectConfig(frequency=args.frequency, episodes=args.episodes, max_duration=max_duration, auto=auto,
                            keep_failed=args.keep_failed, seed=args.seed, gripper=teleop_cfg.gripper)
-    mode = teleop_cfg.mode
-    planar_z = teleop_cfg.planar_z
-    if mode == "planar" and planar_z is None and scene_cfg is not None:
-        planar_z = scene_cfg.push_z
-    mapper = TeleopMapper(profile, rig["robot"].workspace, 1.0 / args.frequency, mode=mode, planar_z=planar_z)
-
-    try:
-        return _collect(args, rig, device, profile, config, mapper)
-    except ProcessFailed as exc:
-        print(f"robot-stack collect: process '{exc.name}' failed:\n{last_exception(exc.error)}", file=sys.stderr)
-        return 1
+    mapper = TeleopMapper(profile, rig.robot.workspace, 1.0 / args.frequency, mode=teleop_cfg.mode,
+                          planar_z=rig.planar_z)
+    return _collect(args, rig, device, profile, config, mapper)
 
 
 def _collect(args, rig, device, profile, config, mapper) -> int:
@@ -103,25 +93,25 @@ def _collect(args, rig, device, profile, config, mapper) -> int:
     from robot_stack.data.preview import Preview
     from robot_stack.data.terminal_keys import TerminalKeys
     from robot_stack.hardware.teleop import KeyboardTeleop, ScriptedTeleop
+    from robot_stack.rig import start_rig
 
-    scene_cfg = rig["scene"]
     with EpisodeDataset.open(args.out, mode="a") as dataset, \
-            _started_rig(rig, spacemouse=device == "spacemouse") as parts, \
+            start_rig(rig, spacemouse=device == "spacemouse") as running, \
             TerminalKeys() as terminal, contextlib.ExitStack() as stack:
-        robot, cameras, scene, teleop_process, supervisor = parts
+        robot, cameras, scene = running.robot, running.cameras, running.scene
         log.info("dataset %s: %d episode(s) so far", args.out, dataset.n_episodes)
         recorder = EpisodeRecorder(dataset, [CameraStream(c.frames, c.config.fps) for c in cameras])
         on_episode_start = None
         if device == "scripted":
             from robot_stack.sim.pusht import ExpertTeleop
 
-            expert = ExpertTeleop(scene_cfg, seed=args.seed)
+            expert = ExpertTeleop(rig.scene, seed=args.seed)
             teleop = ScriptedTeleop(lambda: expert.next_target(scene.get_state(), robot.get_state()), mapper)
             on_episode_start = expert.reset
         elif device == "keyboard":
             teleop = KeyboardTeleop(profile)
         else:
-            teleop = teleop_process
+            teleop = running.teleop
         preview = None
         if not args.no_preview and display_available():
             preview = Preview([c.frames for c in cameras])
@@ -131,71 +121,8 @@ def _collect(args, rig, device, profile, config, mapper) -> int:
         print("keys: c start  s stop+save  x discard  q quit", flush=True)
         stats = run_collection(
             robot.client, teleop, mapper, recorder, config, scene=scene, on_episode_start=on_episode_start,
-            keys=[terminal], preview=preview, check=supervisor.check,
+            keys=[terminal], preview=preview, check=running.supervisor.check,
             on_status=lambda line: print(line, flush=True),
         )
     print(f"{len(stats.saved)} episode(s) saved this session; {args.out} now holds {dataset.n_episodes}", flush=True)
     return 0
-
-
-def last_exception(traceback_text: str) -> str:
-    """The final exception (type, message and any lines that follow it) of a child's formatted traceback."""
-    lines = traceback_text.rstrip().splitlines()
-    for i in range(len(lines) - 1, -1, -1):
-        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Failed|Interrupt|Exit)\b", lines[i]):
-            return "\n".join(lines[i:])
-    return traceback_text
-
-
-# -- rig composition ---------------------------------------------------------------------------------------
-# A minimal stand-in for the integration lead's rig runtime (robot_stack/rig/), which had not landed when this
-# command was written: load the rig sections and start robot, scene, cameras and teleop under a Supervisor.
-def _load_rig(path: Path) -> dict:
-    from robot_stack.hardware.camera.config import CameraConfig
-    from robot_stack.hardware.robot.config import load_robot_config
-    from robot_stack.hardware.teleop import TeleopConfig
-    from robot_stack.sim.pusht import SceneConfig
-
-    data = read_yaml(path)
-    unknown = set(data) - {"name", "robot", "cameras", "teleop", "scene"}
-    if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; expected robot, cameras, teleop, scene")
-    if "robot" not in data:
-        raise ConfigError(f"{path}: the rig has no robot: section")
-    cameras = data.get("cameras") or []
-    if not isinstance(cameras, list):
-        raise ConfigError(f"{path}: cameras: must be a list of camera entries")
-    teleop = data.get("teleop")
-    if teleop is None and "scene" in data:
-        teleop = {"profile": "spacemouse", "mode": "planar"}  # a Push-T scene: planar pushing by default
-    return {
-        "robot": load_robot_config(data),
-        "cameras": [load_dataclass(CameraConfig, c, f"cameras[{i}]") for i, c in enumerate(cameras)],
-        "scene": load_dataclass(SceneConfig, data["scene"], "scene") if "scene" in data else None,
-        "teleop": load_dataclass(TeleopConfig, teleop, "teleop"),
-    }
-
-
-@contextlib.contextmanager
-def _started_rig(rig: dict, spacemouse: bool) -> Iterator[tuple]:
-    """(robot, cameras, scene, teleop_process, supervisor), all running; stopped on exit."""
-    from robot_stack.hardware.camera.process import CameraProcess
-    from robot_stack.hardware.robot.controller import RobotController
-    from robot_stack.hardware.teleop import SpaceMouseDevice, TeleopProcess
-    from robot_stack.runtime import Supervisor
-    from robot_stack.sim.pusht import VIEWS, SceneProcess
-
-    robot = RobotController(rig["robot"])
-    scene = SceneProcess(rig["scene"], robot.state) if rig["scene"] is not None else None
-    cameras = []
-    for cfg in rig["cameras"]:
-        renderer = None
-        if cfg.driver == "sim" and scene is not None:
-            view = cfg.name if cfg.name in VIEWS else "top"
-            renderer = scene.renderer(view, tuple(cfg.resolution))
-        cameras.append(CameraProcess(cfg, renderer=renderer))
-    teleop = TeleopProcess(SpaceMouseDevice) if spacemouse else None
-    # The teleop device first: a missing SpaceMouse fails before the arm is connected.
-    processes = ([teleop] if teleop else []) + [robot] + ([scene] if scene else []) + cameras
-    with Supervisor(processes) as supervisor:
-        yield robot, cameras, scene, teleop, supervisor

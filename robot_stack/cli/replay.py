@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 from robot_stack.config import ConfigError
-from robot_stack.runtime import ProcessFailed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +35,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robot_stack.cli.collect import last_exception
     from robot_stack.data.dataset import EpisodeDataset
     from robot_stack.data.replay import replay_episode
     from robot_stack.hardware.robot.config import load_robot_config
@@ -50,12 +48,8 @@ def run(args: argparse.Namespace) -> int:
             episode = dataset.replay_buffer.get_episode(args.episode)
         except IndexError as exc:
             raise ConfigError(f"--episode: {exc}") from None
-    try:
-        with RobotController(robot_cfg) as robot:
-            report = replay_episode(robot.client, episode)
-    except ProcessFailed as exc:
-        print(f"robot-stack replay: process '{exc.name}' failed:\n{last_exception(exc.error)}", file=sys.stderr)
-        return 1
+    with RobotController(robot_cfg) as robot:
+        report = replay_episode(robot.client, episode)
     print(report.summary(), flush=True)
     if args.max_error is not None and report.position_error_p95 * 1e3 > args.max_error:
         print(f"p95 position error {report.position_error_p95 * 1e3:.2f} mm exceeds --max-error {args.max_error} mm",

@@ -1,0 +1,185 @@
+"""``robot-stack eval``: run a trained policy on a rig, episode by episode, and report how it did.
+
+Examples::
+
+    robot-stack eval --rig hardware_configs/sim_pusht.yaml --checkpoint runs/pusht/best.ckpt --episodes 50
+    robot-stack eval --rig hardware_configs/ur5_cb3_example.yaml --remote tcp://gpu-box:5555   # + $ROBOT_STACK_TOKEN
+
+Local mode (default) runs the policy in its own process on this machine; ``--remote`` connects to a
+``robot-stack serve`` elsewhere instead. Either way this process keeps control of the arm: observations
+too old are refused, stale actions dropped, and a late or lost server leaves the arm holding.
+
+Each episode resets the simulated scene (seed ``--seed + i``), runs until success (held 0.5 s), the time
+limit, or a key: ``s`` ends the episode, ``q``/Esc quits (in the preview window or this terminal). Episodes
+are recorded like demonstrations into ``--out`` (default ``runs/eval/<rig>-<time>``; ``--no-record`` to
+skip). One line per episode, then the success rate (simulated rigs: coverage of the goal by the T block).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from robot_stack.cli.serve import add_token_argument, resolve_device
+from robot_stack.config import ConfigError
+from robot_stack.data.preview import display_available
+
+if TYPE_CHECKING:
+    from robot_stack.rig import RigConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FREQUENCY = 10.0  # Hz: collect's default recording rate, hence the usual policy step
+_SERVER_WAIT_S = 120.0  # loading a checkpoint (torch import, CUDA init) can take a while
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="run a trained policy on a rig and report per-episode results",
+        description="Run episodes with a policy (in its own process, or a remote `robot-stack serve`), record "
+        "them like demonstrations and print per-episode metrics and the success rate.",
+    )
+    parser.add_argument("--rig", required=True, type=Path, help="rig YAML (hardware_configs/<rig>.yaml)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="policy checkpoint to run locally (from `robot-stack train`)")
+    source.add_argument("--remote", help="policy server endpoint, e.g. tcp://gpu-box:5555 (`robot-stack serve`)")
+    add_token_argument(parser)
+    parser.add_argument("--device", default="auto", help="local policy device: cpu, cuda, cuda:<i>, auto (default)")
+    parser.add_argument("--episodes", type=_positive_int, default=1, help="number of episodes (default 1)")
+    parser.add_argument("--max-duration", type=float,
+                        help="seconds per episode (default: the scene's time_limit, else 60)")
+    parser.add_argument("--seed", type=int, default=0, help="scene seed of the first episode (default 0)")
+    parser.add_argument("--frequency", type=float,
+                        help=f"policy step rate in Hz = the dataset's recording rate (default: the checkpoint's, "
+                        f"else {DEFAULT_FREQUENCY:g})")
+    parser.add_argument("--steps-per-inference", type=_positive_int,
+                        help="actions executed per chunk before re-planning (default: the whole chunk)")
+    parser.add_argument("--inference-timeout", type=float, default=1.0,
+                        help="seconds before an unanswered request is abandoned (default 1)")
+    parser.add_argument("--out", type=Path, help="dataset folder for the recordings (default runs/eval/<rig>-<time>)")
+    parser.add_argument("--no-record", action="store_true", help="do not record the episodes")
+    parser.add_argument("--no-preview", action="store_true", help="no camera window (automatic without a display)")
+    parser.add_argument("--json", type=Path, help="also write the per-episode results here")
+    parser.set_defaults(func=run)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    from robot_stack.rig import load_rig
+
+    rig = load_rig(args.rig)
+    if args.frequency is not None and not 0.5 <= args.frequency <= 100:
+        raise ConfigError(f"--frequency must be in [0.5, 100] Hz, got {args.frequency}")
+    if args.inference_timeout <= 0:
+        raise ConfigError(f"--inference-timeout must be > 0, got {args.inference_timeout}")
+    if args.max_duration is not None and args.max_duration <= 0:
+        raise ConfigError(f"--max-duration must be > 0 s, got {args.max_duration}")
+    max_duration = args.max_duration or (rig.scene.time_limit if rig.scene is not None else 60.0)
+    return _evaluate(args, rig, max_duration)
+
+
+def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> int:
+    from robot_stack.data.dataset import EpisodeDataset
+    from robot_stack.data.episode_recorder import CameraStream, EpisodeRecorder
+    from robot_stack.data.preview import Preview
+    from robot_stack.data.terminal_keys import TerminalKeys
+    from robot_stack.server.evaluation import EvalConfig, run_evaluation, summarize
+    from robot_stack.server.executor import ExecutorConfig
+    from robot_stack.server.local import CheckpointService, PolicyProcess
+    from robot_stack.server.rollout import RolloutConfig
+    from robot_stack.server.transport import PolicyClient
+    from robot_stack.rig import start_rig
+
+    with contextlib.ExitStack() as stack:
+        if args.remote:
+            endpoint = args.remote
+        else:
+            # The policy first: a bad checkpoint fails before the arm is connected.
+            dt = None if args.frequency is None else 1.0 / args.frequency
+            policy = PolicyProcess(CheckpointService(args.checkpoint, resolve_device(args.device), dt),
+                                   token=args.token)
+            log.info("loading the policy from %s", args.checkpoint)
+            policy.start(timeout=_SERVER_WAIT_S)
+            stack.callback(policy.stop)
+            endpoint = policy.endpoint
+        client = stack.enter_context(PolicyClient(endpoint, token=args.token, timeout=args.inference_timeout))
+        info = _policy_info(client, endpoint)
+        dt = 1.0 / args.frequency if args.frequency else (info.dt or 1.0 / DEFAULT_FREQUENCY)
+        config = EvalConfig(episodes=args.episodes, seed=args.seed, base_z=rig.planar_z)
+        executor_config = ExecutorConfig(dt=dt, steps_per_inference=args.steps_per_inference,
+                                         action_delay_steps=_action_delay_steps())
+        rollout_config = RolloutConfig(max_duration=max_duration, inference_timeout=args.inference_timeout)
+        log.info("policy: observes %s, %d-step history, chunks of %d actions; dt %.3f s",
+                 sorted(info.obs_shapes), info.n_obs_steps, info.n_action_steps, dt)
+
+        running = stack.enter_context(start_rig(rig))
+        robot, cameras, scene = running.robot, running.cameras, running.scene
+        recorder = None
+        if not args.no_record:
+            out = args.out or Path("runs/eval") / f"{args.rig.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+            dataset = stack.enter_context(EpisodeDataset.open(out, mode="a"))
+            recorder = EpisodeRecorder(dataset, [CameraStream(c.frames, c.config.fps) for c in cameras])
+            print(f"recording episodes into {out}", flush=True)
+        preview = None
+        if not args.no_preview and display_available():
+            preview = Preview([c.frames for c in cameras], title="robot-stack eval")
+            stack.callback(preview.close)
+        elif not args.no_preview:
+            log.info("no display: running without the preview window; type keys in this terminal")
+        terminal = stack.enter_context(TerminalKeys())
+        print("keys: s end episode  q quit", flush=True)
+        results = run_evaluation(
+            robot.client, {i: c.frames for i, c in enumerate(cameras)}, client, info, config, executor_config,
+            rollout_config, scene=scene, recorder=recorder, preview=preview, keys=[terminal],
+            check=running.supervisor.check, on_status=lambda line: print(line, flush=True),
+        )
+    print(summarize(results), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps([_result_dict(r) for r in results], indent=1))
+    return 0
+
+
+def _policy_info(client, endpoint: str):
+    from robot_stack.server.transport import PolicyTimeout, RemoteError
+
+    deadline = time.monotonic() + _SERVER_WAIT_S
+    while True:
+        try:
+            return client.info(timeout=2.0)
+        except PolicyTimeout:
+            if time.monotonic() > deadline:
+                raise ConfigError(f"no policy server answers at {endpoint}: start `robot-stack serve` there "
+                                  "(or check the address and firewall)") from None
+        except RemoteError as exc:
+            raise ConfigError(f"the policy server at {endpoint} refused us: {exc.reason}") from None
+
+
+def _action_delay_steps() -> int:
+    from robot_stack.data.collection import ACTION_DELAY_STEPS
+
+    return ACTION_DELAY_STEPS
+
+
+def _result_dict(result) -> dict:
+    ex = result.rollout.execution
+    return {
+        "episode": result.index, "seed": result.seed, "end_reason": result.end_reason,
+        "duration": result.rollout.duration, "success": result.success, "coverage": result.coverage,
+        "max_coverage": result.max_coverage, "recorded_as": result.saved_as, "chunks": ex.chunks,
+        "executed": ex.scheduled, "dropped": ex.dropped, "superseded": ex.superseded,
+        "latency_mean": sum(ex.latencies) / len(ex.latencies) if ex.latencies else None,
+        "inference_timeouts": result.rollout.inference_timeouts,
+        "server_unreachable": result.rollout.server_unreachable,
+    }

@@ -1,0 +1,47 @@
+"""``start_rig``: run a rig's device processes (teleop device, arm, simulated scene, cameras) under one
+``Supervisor``, so that any of them dying stops all of them, and everything is released on exit."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+from robot_stack.hardware.camera.process import CameraProcess
+from robot_stack.hardware.robot.controller import RobotController
+from robot_stack.hardware.teleop import SpaceMouseDevice, TeleopProcess
+from robot_stack.rig.config import RigConfig
+from robot_stack.runtime import Supervisor
+from robot_stack.sim.pusht import SceneProcess
+
+
+@dataclass
+class Rig:
+    """A running rig. ``cameras[i]`` is the policy's ``camera_i``; ``scene`` only on simulated rigs."""
+
+    config: RigConfig
+    robot: RobotController
+    cameras: list[CameraProcess]
+    scene: Optional[SceneProcess]
+    teleop: Optional[TeleopProcess]
+    supervisor: Supervisor
+
+
+@contextlib.contextmanager
+def start_rig(config: RigConfig, spacemouse: bool = False) -> Iterator[Rig]:
+    """Start the rig (with a SpaceMouse process when ``spacemouse``); stop everything on exit.
+
+    Raises ``ProcessFailed`` naming the device that could not start; the ones already started are stopped.
+    """
+    robot = RobotController(config.robot)
+    scene = SceneProcess(config.scene, robot.state) if config.scene is not None else None
+    cameras = []
+    for cam in config.cameras:
+        # load_rig checked that a simulated camera on a scene rig is named after one of the scene's views.
+        renderer = scene.renderer(cam.name, tuple(cam.resolution)) if cam.driver == "sim" and scene else None
+        cameras.append(CameraProcess(cam, renderer=renderer))
+    teleop = TeleopProcess(SpaceMouseDevice) if spacemouse else None
+    # The teleop device first: a missing SpaceMouse fails before the arm is connected.
+    processes = ([teleop] if teleop else []) + [robot] + ([scene] if scene else []) + cameras
+    with Supervisor(processes) as supervisor:
+        yield Rig(config, robot, cameras, scene, teleop, supervisor)

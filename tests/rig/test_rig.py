@@ -1,0 +1,82 @@
+"""Rig files: every shipped rig loads; mistakes are named; a started sim rig runs all its devices."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from robot_stack.config import ConfigError
+from robot_stack.rig import load_rig, start_rig
+from robot_stack.runtime import now
+
+CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_rig_loads(path: Path) -> None:
+    rig = load_rig(path)
+    assert rig.name == path.stem
+
+
+def test_sim_pusht_is_planar_at_the_push_height_with_two_views() -> None:
+    rig = load_rig(CONFIGS / "sim_pusht.yaml")
+    assert [c.name for c in rig.cameras] == ["top", "oblique"]
+    assert rig.teleop.mode == "planar" and rig.planar_z == pytest.approx(rig.scene.push_z)
+    lo, hi = np.array(rig.robot.workspace.min), np.array(rig.robot.workspace.max)
+    assert lo[2] <= rig.planar_z <= hi[2]
+    half = np.array(rig.scene.table_size) / 2
+    assert np.all(lo[:2] <= np.array(rig.scene.table_center) - half + 1e-9)
+    assert np.all(np.array(rig.scene.table_center) + half <= hi[:2] + 1e-9)
+
+
+def _rig_data() -> dict:
+    return yaml.safe_load((CONFIGS / "sim_pusht.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.pop("robot"), "no robot: section"),
+        (lambda d: d.update(camera=[]), r"unknown section\(s\) \['camera'\]"),
+        (lambda d: d["cameras"].append(dict(d["cameras"][0])), r"repeated: \['top'\]"),
+        (lambda d: d["cameras"][0].update(name="wrist"), "'wrist' must be named after a scene view: top, oblique"),
+        (lambda d: d["robot"].update(frequency="fast"), "robot"),
+        (lambda d: d["scene"].update(success_threshold=2.0), "success_threshold"),
+        (lambda d: d["teleop"].update(mode="3d"), "teleop"),
+        (lambda d: d.update(cameras={"name": "top"}), "must be a list"),
+    ],
+)
+def test_mistakes_are_named(edit, message: str) -> None:
+    data = _rig_data()
+    edit(data)
+    with pytest.raises(ConfigError, match=message):
+        load_rig(data)
+
+
+def test_two_cameras_with_one_serial_are_refused() -> None:
+    data = yaml.safe_load((CONFIGS / "sim_ur5.yaml").read_text())
+    cam = {"driver": "realsense", "serial": "123456789012"}
+    data["cameras"] = [{"name": "a", **cam}, {"name": "b", **cam}]
+    with pytest.raises(ConfigError, match="same serial"):
+        load_rig(data)
+
+
+def test_started_sim_rig_runs_arm_scene_and_both_cameras() -> None:
+    data = _rig_data()
+    for cam in data["cameras"]:
+        cam.update(resolution=[80, 60], fps=15)
+    rig = load_rig(data)
+    with start_rig(rig) as running:
+        assert running.teleop is None and running.supervisor.running
+        deadline = now() + 10.0
+        while now() < deadline and not all(c.frames.count >= 3 for c in running.cameras):
+            running.supervisor.check()
+        assert [c.frames.count >= 3 for c in running.cameras] == [True, True]
+        for cam in running.cameras:
+            frame = cam.frames.get()
+            assert frame["color"].shape == (60, 80, 3) and frame["color"].std() > 0  # a rendered scene, not blank
+        assert running.robot.get_state()["actual_tcp_pose"][0] == pytest.approx(0.45, abs=0.01)
+        assert running.scene.get_state() is not None
+    assert not running.robot.is_alive() and not running.scene.is_alive()
+    assert not any(c.is_alive() for c in running.cameras)
