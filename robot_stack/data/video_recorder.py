@@ -225,6 +225,7 @@ class VideoRecorder:
         self._error: Optional[BaseException] = None
         self._last_number: Optional[int] = None
         self._last_dropped: Optional[int] = None
+        self._baseline_ts = -float("inf")  # capture time of the reference frame (the newest before t_start)
         self._set_baseline()
         self.camera_dropped = 0
         self.recorder_dropped = 0
@@ -239,6 +240,7 @@ class VideoRecorder:
             return  # the camera has not published yet: the first recorded frame is the reference
         if latest["timestamp"] <= self.t_start:
             self._last_number, self._last_dropped = int(latest["frame_number"]), int(latest["dropped_frames"])
+            self._baseline_ts = float(latest["timestamp"])
 
     def start(self) -> "VideoRecorder":
         self._thread.start()
@@ -280,7 +282,10 @@ class VideoRecorder:
 
     # -- thread --------------------------------------------------------------------------------------------
     def _run(self) -> None:
-        last_ts = self.t_start  # newest timestamp seen (written, or past t_end)
+        # Newest timestamp seen (written, before t_start, or past t_end). Reading starts after the reference
+        # frame, not at t_start: a frame captured just before t_start may be published (camera latency) only
+        # after the recorder was created, and it must become the reference rather than count as lost.
+        last_ts = self._baseline_ts
         try:
             while True:
                 stopping = self._stop.is_set()
@@ -302,6 +307,10 @@ class VideoRecorder:
         for i, timestamp in enumerate(records["timestamp"]):
             if t_end is not None and timestamp > t_end:
                 break
+            if timestamp <= self.t_start:  # captured before the episode: only the new reference frame
+                self._last_number = int(records["frame_number"][i])
+                self._last_dropped = int(records["dropped_frames"][i])
+                continue
             self._account(int(records["frame_number"][i]), int(records["dropped_frames"][i]))
             self._writer.write(records["color"][i], timestamp)
             lag = now() - float(timestamp)

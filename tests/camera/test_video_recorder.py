@@ -127,6 +127,24 @@ def test_recorder_follows_the_ring_buffer_and_reports_camera_drops(tmp_path):
     assert 0 <= stats.max_lag < 2.0
 
 
+def test_a_frame_captured_before_the_start_but_published_after_is_not_a_loss(tmp_path):
+    camera = FakeCamera()
+    try:
+        camera.run(1, 3)
+        t_captured = now()  # frame 4 is captured now but (camera latency) published after the recorder starts
+        time.sleep(0.01)
+        t_start = now()
+        recorder = VideoRecorder(camera.buffer, tmp_path / "0.mp4", fps=camera.fps, t_start=t_start).start()
+        camera.buffer.put({"color": frame(4), "timestamp": t_captured, "receive_timestamp": now(),
+                           "frame_number": 4, "dropped_frames": 0})
+        camera.run(5, 20)
+        stats = recorder.stop()
+    finally:
+        camera.buffer.close()
+    assert (stats.frames, stats.camera_dropped, stats.recorder_dropped) == (16, 0, 0)
+    assert np.load(timestamps_path(stats.path))[0] > t_start
+
+
 def test_recorder_that_falls_behind_counts_what_it_lost(tmp_path, caplog):
     camera = FakeCamera(capacity=8)
     try:
