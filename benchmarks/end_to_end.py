@@ -1,8 +1,8 @@
 """Benchmark: the policy loop end to end on the simulated Push-T rig, local and remote (loopback) mode.
 
-Rig: the simulated UR5 controller (hardware_configs/sim_ur5.yaml, 125 Hz), the Push-T scene driven by the
-arm's actual TCP (sim_pusht.yaml ``scene:``), one simulated top camera rendering the scene; each in its own
-process. Policy: a Push-T Diffusion Policy checkpoint (``--checkpoint``), or an untrained one of the
+Rig: the built-in simulated Push-T rig (hardware_configs/sim_pusht.yaml) as ``robot-stack eval`` starts it:
+the simulated UR5 controller (125 Hz), the Push-T scene driven by the arm's actual TCP, and the two simulated
+cameras (top, oblique; 320x240 @ 30 fps) rendering the scene; each in its own process. Policy: a Push-T Diffusion Policy checkpoint (``--checkpoint``), or an untrained one of the
 ``--size`` given (timing does not depend on the weights). Modes:
 
 * ``local``: the policy in a ``PolicyProcess`` on a private ipc socket (what ``robot-stack eval`` does);
@@ -28,7 +28,7 @@ Numbers depend on the machine and its load: record them with the CPU/GPU model a
 from __future__ import annotations
 
 import argparse
-import functools
+import contextlib
 import json
 import os
 import socket
@@ -40,20 +40,16 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_stack.config import load_dataclass, read_yaml
-from robot_stack.hardware.camera import CameraConfig, CameraProcess
-from robot_stack.hardware.robot.config import load_robot_config
 from robot_stack.hardware.robot.controller import RobotController
-from robot_stack.runtime import Supervisor, now
+from robot_stack.rig import load_rig, start_rig
+from robot_stack.runtime import now
 from robot_stack.server.executor import ExecutorConfig, RecedingHorizonExecutor
 from robot_stack.server.local import CheckpointService, PolicyProcess
 from robot_stack.server.observation import ObservationAssembler
 from robot_stack.server.rollout import RolloutConfig, run_rollout
 from robot_stack.server.transport import PolicyClient
-from robot_stack.sim.pusht import SceneConfig, SceneProcess
 
 ROOT = Path(__file__).resolve().parents[1]
-PLANAR_Z = 0.02  # TCP height at which the Push-T tip touches the table (scene contact height 0.03)
 # Policy sizes for untrained checkpoints: "paper" is the built-in push_t config (ResNet-18, U-Net
 # 256-512-1024, 16 DDIM steps); "tiny" is small enough for a shared laptop CPU.
 SIZES = {
@@ -111,50 +107,48 @@ class JitterSampler:
                 self.last = float(records["loop_time"][-1])
 
 
-def run_mode(mode: str, checkpoint: Path, device: str, seconds: float, steps_per_inference: int, dt: float,
-             resolution: tuple[int, int]) -> dict:
-    rig = read_yaml(ROOT / "hardware_configs" / "sim_pusht.yaml")
-    robot = RobotController(load_robot_config(ROOT / "hardware_configs" / "sim_ur5.yaml"))
-    scene = SceneProcess(load_dataclass(SceneConfig, rig["scene"], "scene"), robot.state)
-    camera = CameraProcess(CameraConfig(name="top", resolution=resolution, fps=30), renderer=scene.renderer("top", resolution))
-    server = None
-    if mode == "local":
-        policy = PolicyProcess(CheckpointService(str(checkpoint), device, dt))
-        endpoint, processes = policy.endpoint, [robot, scene, camera, policy]
-    else:
-        endpoint, processes = f"tcp://127.0.0.1:{_free_port()}", [robot, scene, camera]
-        server = subprocess.Popen(
-            [sys.executable, "-m", "robot_stack", "serve", "--checkpoint", str(checkpoint), "--bind", endpoint,
-             "--device", device, "--dt", str(dt)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-    try:
-        with Supervisor(processes) as sup, PolicyClient(endpoint) as client:
-            info = _wait_info(client, server)
-            scene.reset(0)
-            # Lower the tip onto the table first, so the run measures steady pushing.
-            start = robot.get_state()["actual_tcp_pose"].copy()
-            start[2] = PLANAR_Z
-            robot.client.servo_l(start, 0.4)  # within the controller's command_timeout
-            time.sleep(1.0)
-            executor = RecedingHorizonExecutor(
-                robot.client, ExecutorConfig(dt=dt, steps_per_inference=steps_per_inference, action_delay_steps=2),
-                info.n_action_steps, info.action_dim, start,
+def run_mode(mode: str, checkpoint: Path, device: str, seconds: float, steps_per_inference: int, dt: float) -> dict:
+    rig = load_rig(ROOT / "hardware_configs" / "sim_pusht.yaml")
+    with contextlib.ExitStack() as stack:
+        server = None
+        if mode == "local":
+            policy = PolicyProcess(CheckpointService(str(checkpoint), device, dt))
+            policy.start(timeout=120.0)
+            stack.callback(policy.stop)
+            endpoint = policy.endpoint
+        else:
+            endpoint = f"tcp://127.0.0.1:{_free_port()}"
+            server = subprocess.Popen(
+                [sys.executable, "-m", "robot_stack", "serve", "--checkpoint", str(checkpoint), "--bind", endpoint,
+                 "--device", device, "--dt", str(dt)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
-            assembler = ObservationAssembler(info, dt, {0: camera.frames}, robot.state)
-            sampler = JitterSampler(robot)
-            n_dropped0 = int(robot.get_state()["n_dropped"])
+            stack.callback(server.wait, 30)
+            stack.callback(server.terminate)
+        client = stack.enter_context(PolicyClient(endpoint))
+        info = _wait_info(client, server)
+        running = stack.enter_context(start_rig(rig))
+        robot = running.robot
+        running.scene.reset(0)
+        # Lower the tip onto the table first, so the run measures steady pushing.
+        start = robot.get_state()["actual_tcp_pose"].copy()
+        start[2] = rig.planar_z
+        robot.client.servo_l(start, 0.4)  # within the controller's command_timeout
+        time.sleep(1.0)
+        executor = RecedingHorizonExecutor(
+            robot.client, ExecutorConfig(dt=dt, steps_per_inference=steps_per_inference, action_delay_steps=2),
+            info.n_action_steps, info.action_dim, start,
+        )
+        assembler = ObservationAssembler(info, dt, {i: c.frames for i, c in enumerate(running.cameras)}, robot.state)
+        sampler = JitterSampler(robot)
+        n_dropped0 = int(robot.get_state()["n_dropped"])
 
-            def tick():
-                sampler.tick()
-                sup.check()
+        def tick():
+            sampler.tick()
+            running.supervisor.check()
 
-            stats = run_rollout(assembler, client, executor, RolloutConfig(max_duration=seconds), on_tick=tick)
-            final = robot.get_state()
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(30)
+        stats = run_rollout(assembler, client, executor, RolloutConfig(max_duration=seconds), on_tick=tick)
+        final = robot.get_state()
     ex = stats.execution
     arrivals = np.array([o.t_received for o in stats.outcomes])
     loop_times = np.concatenate(sampler.loop_times) if sampler.loop_times else np.zeros(0)
@@ -214,7 +208,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="loop duration per mode")
     parser.add_argument("--steps-per-inference", type=int, default=6)
     parser.add_argument("--dt", type=float, default=0.1, help="policy step (s)")
-    parser.add_argument("--resolution", type=int, nargs=2, default=[320, 240], metavar=("W", "H"))
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -224,8 +217,7 @@ def main() -> None:
               f"{os.cpu_count()} CPUs")
         results = []
         for mode in args.modes:
-            results.append(run_mode(mode, checkpoint, args.device, args.seconds, args.steps_per_inference, args.dt,
-                                    tuple(args.resolution)))
+            results.append(run_mode(mode, checkpoint, args.device, args.seconds, args.steps_per_inference, args.dt))
             report(results[-1])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -10,7 +10,7 @@ Public API::
     out["action"]          # (B, n_action_steps, Da), first one for the latest observation step
 
 Training: ``robot-stack train`` (``robot_stack.cli.train``) or ``robot_stack.policy.trainer.Trainer``.
-Task configs: ``robot_stack.policy.config`` (built-ins ``push_t``, ``mug_flip``, ``sauce``).
+Task configs: ``robot_stack.policy.config`` (built-ins ``push_t``, ``push_t_small``, ``mug_flip``, ``sauce``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from robot_stack.config import ConfigError
-from robot_stack.policy.checkpoint import load_checkpoint, load_policy
+from robot_stack.policy.checkpoint import export_for_inference, load_checkpoint, load_policy
 from robot_stack.policy.config import load_task_config, merge_dicts
 from robot_stack.policy.trainer import LATEST, Trainer, lr_at, resolve_device
 
@@ -66,6 +66,13 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path: Path, tiny_
     raw = load_policy(out / LATEST, use_ema=False)
     assert torch.equal(raw.normalizer.params_dict["action"]["scale"], trainer.policy.normalizer.params_dict["action"]["scale"])
     assert not torch.equal(raw.model.final_conv[1].weight, policy.model.final_conv[1].weight)  # EMA differs from raw
+
+    # The inference-only export keeps the EMA weights (same predictions) and drops the rest.
+    exported = export_for_inference(out / LATEST, tmp_path / "small.ckpt")
+    assert exported.stat().st_size < 0.6 * (out / LATEST).stat().st_size
+    assert list(torch.load(exported, weights_only=True)["state_dicts"]) == ["model"]
+    slim = load_policy(exported).predict_action(batch["obs"], generator=torch.Generator().manual_seed(7))
+    assert torch.equal(slim["action_pred"], expected["action_pred"])
 
 
 def interrupt_at_call(trainer: Trainer, n: int, monkeypatch: pytest.MonkeyPatch) -> None:
