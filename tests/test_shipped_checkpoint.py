@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from robot_stack.policy.checkpoint import load_policy
-from robot_stack.policy.frame_cache import resize_frame
-from robot_stack.rig import load_rig
+from robot_stack.rig import RigConfig, load_rig
+from robot_stack.server.observation import policy_images
 from robot_stack.server.policy_service import PolicyService
 from robot_stack.sim.pusht.render import render
 
@@ -20,8 +20,12 @@ def service() -> PolicyService:
     return PolicyService(load_policy(CHECKPOINT, "cpu"))
 
 
-def test_shipped_checkpoint_fits_the_sim_pusht_rig(service):
-    rig = load_rig(ROOT / "hardware_configs" / "sim_pusht.yaml")
+@pytest.fixture(scope="module")
+def rig() -> RigConfig:
+    return load_rig(ROOT / "hardware_configs" / "sim_pusht.yaml")
+
+
+def test_shipped_checkpoint_fits_the_sim_pusht_rig(service, rig):
     info = service.info
     cameras = sorted(k for k, shape in info.obs_shapes.items() if len(shape) == 3)
     assert cameras and cameras == [f"camera_{i}" for i in range(len(cameras))]
@@ -29,26 +33,21 @@ def test_shipped_checkpoint_fits_the_sim_pusht_rig(service):
     assert (info.action_dim, info.n_action_steps) == (2, 8)
 
 
-def test_shipped_checkpoint_pushes_within_the_table(service):
-    rig = load_rig(ROOT / "hardware_configs" / "sim_pusht.yaml")
+def test_shipped_checkpoint_pushes_within_the_table(service, rig):
     scene, info = rig.scene, service.info
     # Block off its goal, pusher near one corner of the table (table frame).
     state = {"block_pose": np.array([0.08, -0.06, 1.2]), "pusher_xy": np.array([-0.15, 0.15]), "pusher_down": True}
-    obs = {}
+    # The recorded 6-D TCP pose; the policy reads the leading columns it was trained on.
+    pose = np.array([*scene.table_to_base(state["pusher_xy"]), rig.planar_z, 0.0, 0.0, 0.0])
+    obs = {"robot_eef_pose": np.repeat(pose[None], info.n_obs_steps, axis=0)}
     for key, shape in info.obs_shapes.items():
         if len(shape) == 3:
             cam = rig.cameras[int(key.split("_")[1])]
             image = render(scene, state, view=cam.name, resolution=tuple(cam.resolution))
-            image = resize_frame(image, shape[1:]).transpose(2, 0, 1).astype(np.float32) / 255.0
-            obs[key] = np.repeat(image[None], info.n_obs_steps, axis=0)
-        else:
-            pose = np.zeros(max(shape[0], 6))
-            pose[:2] = scene.table_to_base(state["pusher_xy"])
-            pose[2] = rig.planar_z
-            obs[key] = np.repeat(pose[None, : shape[0]], info.n_obs_steps, axis=0)
+            obs[key] = policy_images([image] * info.n_obs_steps, shape[1:])
     actions, _ = service.infer(obs)
     assert actions.shape == (8, 2) and np.isfinite(actions).all()
     lo, hi = np.array(rig.robot.workspace.min[:2]), np.array(rig.robot.workspace.max[:2])
     assert ((actions >= lo) & (actions <= hi)).all()
     # A trained policy continues from where the pusher is, it does not jump across the table.
-    assert np.linalg.norm(actions[0] - obs["robot_eef_pose"][-1, :2]) < 0.1
+    assert np.linalg.norm(actions[0] - pose[:2]) < 0.1

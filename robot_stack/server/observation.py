@@ -17,7 +17,7 @@ a query time (a camera that stalled or dropped many frames), or a buffer with no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -30,6 +30,12 @@ from robot_stack.server.policy_service import PolicyInfo
 
 # Keys holding 6-D [x, y, z, rx, ry, rz] poses: interpolated with slerp, not per component.
 _POSE_KEYS = frozenset(["robot_eef_pose"])
+
+
+def policy_images(frames: Sequence[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """HxWx3 uint8 RGB frames -> the policy's (N, 3, *size) float32 images in [0, 1], as in training."""
+    images = np.stack([resize_frame(frame, size) for frame in frames])
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
 
 
 class StaleObservationError(RuntimeError):
@@ -138,9 +144,7 @@ class ObservationAssembler:
                 f"{key}: nearest frame is {offsets.max():.3f} s from its observation time "
                 f"(limit {self.max_frame_offset:.3f} s); the camera is dropping frames"
             )
-        c, h, w = self.info.obs_shapes[key]
-        images = np.stack([resize_frame(frames[self.image_field][i], (h, w)) for i in idx])
-        return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+        return policy_images([frames[self.image_field][i] for i in idx], self.info.obs_shapes[key][1:])
 
     def _robot_history(self, queries: np.ndarray) -> dict[str, np.ndarray]:
         # Read back far enough to hold a sample at or before the oldest query time (interpolate, not clamp).
