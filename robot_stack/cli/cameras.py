@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 
-from robot_stack.config import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,10 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from robot_stack.hardware.camera import realsense
-    except ImportError as exc:  # pyrealsense2 missing, or its libusb dependency
-        raise ConfigError(f"cannot load the RealSense library ({exc}); install pyrealsense2 and libusb-1.0") from None
+    from robot_stack.hardware.camera.library import load_realsense_driver
+
+    realsense = load_realsense_driver(needed_by="listing RealSense cameras")
     devices = realsense.connected_devices()
     if not devices:
         print("no RealSense connected")

@@ -22,16 +22,19 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
 from robot_stack.hardware.camera.config import CameraConfig
 from robot_stack.hardware.camera.image_transform import ImageTransform
 from robot_stack.hardware.camera.interface import Camera, EndOfStream
-from robot_stack.hardware.camera.realsense import DeviceSource, RealSenseCamera
+from robot_stack.hardware.camera.library import load_realsense_driver
 from robot_stack.hardware.camera.sim import SceneRenderer, SimCamera
 from robot_stack.runtime import DeviceProcess, SharedMemoryRingBuffer, StaleDataError
+
+if TYPE_CHECKING:
+    from robot_stack.hardware.camera.realsense import DeviceSource
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,8 @@ def make_camera(config: CameraConfig, renderer: Optional[SceneRenderer] = None,
     """The ``Camera`` for ``config.driver``: ``SimCamera(renderer)`` or ``RealSenseCamera(devices)``."""
     if config.driver == "sim":
         return SimCamera(config, renderer)
-    return RealSenseCamera(config, devices)
+    realsense = load_realsense_driver(needed_by=f"camera '{config.name}' (driver: realsense)")
+    return realsense.RealSenseCamera(config, devices)
 
 
 class CameraProcess(DeviceProcess):
