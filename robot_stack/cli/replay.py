@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dataset", required=True, type=Path, help="dataset folder (with replay_buffer.zarr)")
     parser.add_argument("--episode", required=True, type=int, help="episode index (negative counts from the end)")
-    parser.add_argument("--rig", required=True, type=Path, help="rig YAML whose robot: section to drive")
+    parser.add_argument("--rig", required=True, help="rig YAML path or shipped rig name whose robot: section to drive")
     parser.add_argument("--max-error", type=float, help="fail (exit 1) if the p95 position error exceeds this, mm")
     parser.set_defaults(func=run)
 
@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from robot_stack.data.replay import replay_episode
     from robot_stack.hardware.robot.config import load_robot_config
     from robot_stack.hardware.robot.controller import RobotController
+    from robot_stack.rig.preflight import check_robot
 
     if args.max_error is not None and not args.max_error > 0:
         raise ConfigError(f"--max-error must be > 0 mm, got {args.max_error}")
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
             episode = dataset.replay_buffer.get_episode(args.episode)
         except IndexError as exc:
             raise ConfigError(f"--episode: {exc}") from None
+    check_robot(robot_cfg)
     with RobotController(robot_cfg) as robot:
         report = replay_episode(robot.client, episode)
     print(report.summary(), flush=True)

@@ -19,6 +19,7 @@ from robot_stack.config import ConfigError, load_dataclass, read_yaml
 from robot_stack.hardware.camera.config import CameraConfig
 from robot_stack.hardware.robot.config import RobotConfig
 from robot_stack.hardware.teleop import TeleopConfig
+from robot_stack.resources import rig_path
 from robot_stack.sim.pusht import VIEWS, SceneConfig
 
 _SECTIONS = ("name", "robot", "cameras", "teleop", "scene")
@@ -46,7 +47,10 @@ class RigConfig:
 
 
 def load_rig(source: str | Path | Mapping[str, Any]) -> RigConfig:
-    """Load and validate a rig from a YAML path (or an already parsed mapping); errors name the key to fix."""
+    """Load and validate a rig from a YAML path, a shipped rig's name (``sim_pusht``) or an already parsed
+    mapping; errors name the key to fix."""
+    if not isinstance(source, Mapping):
+        source = rig_path(source)
     where = str(source) if not isinstance(source, Mapping) else "rig"
     data = dict(source) if isinstance(source, Mapping) else read_yaml(Path(source))
     unknown = sorted(set(data) - set(_SECTIONS))

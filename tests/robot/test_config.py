@@ -59,7 +59,7 @@ def test_missing_sections_and_files(tmp_path):
     path.write_text("name: no_robot\n")
     with pytest.raises(ConfigError, match="no 'robot:' section"):
         load_robot_config(path)
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(ConfigError, match="rig file not found"):
         load_robot_config(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="robot.workspace: required key is missing"):
         load_robot_config({"home_joints": [0] * 6})

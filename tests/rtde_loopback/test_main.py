@@ -36,7 +36,7 @@ def test_serves_until_interrupted():
 
 def test_bad_arguments_get_a_clear_message_and_no_traceback(tmp_path):
     for args, message in [
-        ([str(tmp_path / "missing.yaml")], "config file not found"),
+        ([str(tmp_path / "missing.yaml")], "rig file not found"),
         ([str(RIG), "--host", "192.168.1.10"], "not a loopback address"),
     ]:
         result = subprocess.run([sys.executable, "-m", MODULE, *args], capture_output=True, text=True, timeout=60)

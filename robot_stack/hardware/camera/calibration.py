@@ -22,12 +22,10 @@ import yaml
 from scipy.spatial.transform import Rotation
 
 from robot_stack.config import ConfigError, load_dataclass, read_yaml
+from robot_stack.resources import shipped_dir
 
 if TYPE_CHECKING:
     from robot_stack.sim.pusht import SceneConfig
-
-CALIBRATION_ROOT = Path("calibration")
-
 
 @dataclass(frozen=True)
 class Intrinsics:
@@ -100,9 +98,10 @@ def load_calibration(path: str | Path) -> CameraCalibration:
     return calibration
 
 
-def load_rig_calibration(rig: str, root: str | Path = CALIBRATION_ROOT) -> dict[str, CameraCalibration]:
-    """All calibrations of ``rig`` (``<root>/<rig>/*.yaml``), by camera name."""
-    folder = Path(root) / rig
+def load_rig_calibration(rig: str, root: str | Path | None = None) -> dict[str, CameraCalibration]:
+    """All calibrations of ``rig`` (``<root>/<rig>/*.yaml``, default root: the shipped ``calibration/``)."""
+    root = shipped_dir("calibration") if root is None else Path(root)
+    folder = root / rig
     files = sorted(folder.glob("*.yaml"))
     if not files:
         raise ConfigError(f"no calibration for rig {rig!r}: expected {folder}/<camera name>.yaml files "

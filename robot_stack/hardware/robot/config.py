@@ -19,6 +19,7 @@ import numpy as np
 
 from robot_stack.config import ConfigError, load_dataclass, read_yaml
 from robot_stack.hardware.robot.kinematics import UR5Kinematics
+from robot_stack.resources import rig_path
 
 Vec3 = tuple[float, float, float]
 Vec6 = tuple[float, float, float, float, float, float]
@@ -197,8 +198,10 @@ class RobotConfig:
 
 
 def load_robot_config(source: str | Path | Mapping[str, Any]) -> RobotConfig:
-    """Load a ``RobotConfig`` from a rig YAML path, a rig mapping (with a ``robot:`` key) or the section itself."""
+    """Load a ``RobotConfig`` from a rig YAML path or shipped rig name, a rig mapping (with a ``robot:`` key)
+    or the section itself."""
     if isinstance(source, (str, Path)):
+        source = rig_path(source)
         data: Mapping[str, Any] = read_yaml(source)
         if "robot" not in data:
             raise ConfigError(f"{source}: no 'robot:' section")

@@ -13,9 +13,7 @@ from typing import Any, Literal, Mapping
 
 from robot_stack.config import ConfigError, load_dataclass, read_yaml
 from robot_stack.hardware.teleop.device import N_AXES, N_BUTTONS
-
-# Profiles shipped with the repository: teleop/<name>.yaml at its root.
-PROFILE_DIR = Path(__file__).resolve().parents[3] / "teleop"
+from robot_stack.resources import shipped_dir
 
 ButtonAction = Literal["gripper_toggle", "record_toggle", "discard_last"]
 Vec6 = tuple[float, float, float, float, float, float]
@@ -84,13 +82,14 @@ class TeleopConfig:
 
 
 def profile_path(name_or_path: str | Path) -> Path:
-    """``spacemouse`` -> ``<repo>/teleop/spacemouse.yaml``; a path (anything with a suffix or a slash) as is."""
+    """``spacemouse`` -> the shipped ``teleop/spacemouse.yaml``; a path (a suffix or a slash) as is."""
     text = str(name_or_path)
     if "/" in text or text.endswith((".yaml", ".yml")):
         return Path(text)
-    path = PROFILE_DIR / f"{text}.yaml"
+    profiles = shipped_dir("teleop")
+    path = profiles / f"{text}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+        known = sorted(p.stem for p in profiles.glob("*.yaml"))
         raise ConfigError(f"unknown teleop profile {text!r}: no {path}; profiles: {', '.join(known)}")
     return path
 
