@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import re
+import os
 import signal
 import sys
+import traceback
 from typing import Sequence
 
 from robot_stack.config import ConfigError
 from robot_stack.runtime import ProcessFailed
+from robot_stack.runtime.device_process import DEBUG_ENV, debug_enabled, error_summary
 
 # Modules under robot_stack.cli that each contribute one subcommand, in --help order.
 _COMMAND_MODULES: tuple[str, ...] = ("train", "serve", "cameras", "collect", "replay", "eval")
@@ -28,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Diffusion Policy robot stack: collect demos, train, and run policies on real or simulated rigs.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show tracebacks, also of device processes (same as ${DEBUG_ENV}=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(f"robot_stack.cli.{name}").register(subparsers)
@@ -35,39 +39,53 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `robot-stack` console script."""
+    """Entry point of the `robot-stack` console script.
+
+    Exit codes: 0 done, 2 bad input (one line naming what to fix, before anything moves), 1 a device or the
+    policy failed at run time (one line naming the process), 130 interrupted. ``--debug`` (or
+    ``$ROBOT_STACK_DEBUG=1``) adds the tracebacks, also those of device processes.
+    """
+    # Ctrl-C must raise KeyboardInterrupt whatever disposition we inherited (a shell's background job starts
+    # its children with SIGINT ignored); SIGTERM (systemd, a supervisor, `kill`) unwinds the same way, so
+    # devices stop and shared memory is freed.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.debug:
+        os.environ[DEBUG_ENV] = "1"  # device processes inherit it
+    debug = debug_enabled()
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose or debug else logging.INFO,
         format="%(asctime)s %(processName)s %(name)s %(levelname)s: %(message)s",
     )
-    # SIGTERM (systemd, a supervisor, `kill`) unwinds like Ctrl-C so devices stop and shared memory is freed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    prefix = f"robot-stack {args.command}"
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         # Bad user input: say what to fix, no traceback.
-        print(f"robot-stack {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return _fail(prefix, str(exc), 2, debug)
     except ProcessFailed as exc:
-        # A device process died (or could not start): name it and show its final error, not a child traceback.
-        print(f"robot-stack {args.command}: process '{exc.name}' failed:\n{last_exception(exc.error)}",
-              file=sys.stderr)
-        return 1
+        # A device process died (or could not start): name it and its final error, not a child traceback.
+        if debug:
+            print(exc.error, file=sys.stderr)
+        return _fail(prefix, f"process '{exc.name}': {exc.reason}", 1, debug)
     except KeyboardInterrupt:
-        print(f"robot-stack {args.command}: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # The machine, not the input: a full disk, a lost device node, a permission.
+        return _fail(prefix, f"{type(exc).__name__}: {exc}", 1, debug)
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, the traceback with --debug
+        return _fail(prefix, f"internal error: {error_summary(f'{type(exc).__name__}: {exc}')} "
+                     "(run with --debug for the traceback and report it)", 1, debug)
 
 
-
-def last_exception(traceback_text: str) -> str:
-    """The final exception (type, message and any lines that follow it) of a child's formatted traceback."""
-    lines = traceback_text.rstrip().splitlines()
-    for i in range(len(lines) - 1, -1, -1):
-        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Failed|Interrupt|Exit)\b", lines[i]):
-            return "\n".join(lines[i:])
-    return traceback_text
+def _fail(prefix: str, message: str, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"{prefix}: {' '.join(message.split())}", file=sys.stderr)
+    return code

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import re
 import signal
 import sys
 import time
@@ -27,18 +28,50 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Set (to anything but "" or "0") to have children log their full traceback, and the CLI print it.
+DEBUG_ENV = "ROBOT_STACK_DEBUG"
+
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Failed|Interrupt|Exit|Unavailable))\b:?\s*(.*)$")
+
+
+def debug_enabled() -> bool:
+    """True when ``$ROBOT_STACK_DEBUG`` asks for tracebacks (children inherit it from the parent)."""
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def error_summary(text: str) -> str:
+    """One line for an error text: a traceback's final exception (type without its module path, then the
+    message, continuation lines joined), or the text itself with its lines joined."""
+    raw = text.strip().splitlines()
+    lines = [line.strip() for line in raw]
+    for i in range(len(lines) - 1, -1, -1):
+        match = _EXCEPTION_LINE.match(raw[i])  # unstripped: a traceback's code lines are indented
+        if match:
+            kind, message = match.groups()
+            rest = " ".join(line for line in lines[i + 1:] if line)
+            return " ".join(part for part in (f"{kind}:" if message or rest else kind, message, rest) if part)
+    return " ".join(line for line in lines if line)
+
 
 class ProcessFailed(RuntimeError):
-    """A device process died or failed to start; ``name`` says which, ``error`` says why."""
+    """A device process died or failed to start; ``name`` says which, ``error`` says why (for a child's
+    exception: its formatted traceback; ``reason`` is the one-line summary)."""
 
     def __init__(self, name: str, error: str):
-        super().__init__(f"process '{name}' failed: {error}")
+        super().__init__(f"process '{name}': {error_summary(error)}")
         self.name = name
         self.error = error
+
+    @property
+    def reason(self) -> str:
+        """One line saying why the process failed."""
+        return error_summary(self.error)
 
 
 class DeviceProcess(_SPAWN.Process):  # type: ignore[name-defined,misc]
     """Base class for device processes; subclasses implement ``setup``, ``step`` and ``teardown``."""
+
+    startup_timeout = 30.0  # s a supervisor waits for ``setup()``; slow devices (a policy) raise it
 
     def __init__(self, name: str):
         # daemon: if the parent exits without stopping us, multiprocessing terminates us at its exit.
@@ -143,7 +176,9 @@ class DeviceProcess(_SPAWN.Process):  # type: ignore[name-defined,misc]
             os._exit(1)  # skip interpreter cleanup that could block on a wedged device library
 
     def _report(self, text: str) -> None:
-        log.error("%s failed:\n%s", self.name, text)
+        # The parent reports the failure (the CLI as one line); the traceback only when asked for.
+        if debug_enabled():
+            log.error("%s failed:\n%s", self.name, text)
         try:
             self._error_send.send(text)
         except (OSError, ValueError):

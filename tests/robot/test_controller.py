@@ -109,7 +109,7 @@ def test_killing_the_controller_makes_the_supervisor_stop_everything(sim_config)
         time.sleep(0.3)
         os.kill(robot.pid, signal.SIGKILL)
         assert wait_for(lambda: not sup.running, timeout=10)
-        with pytest.raises(ProcessFailed, match="'robot' failed"):
+        with pytest.raises(ProcessFailed, match="process 'robot': "):
             sup.check()
         commander.join(5)
         assert not commander.is_alive()

@@ -37,7 +37,7 @@ def test_supervisor_stops_everything_when_one_process_dies(no_leaked_segments):
         deadline = time.monotonic() + 10
         while sup.running and time.monotonic() < deadline:
             time.sleep(0.01)
-        with pytest.raises(ProcessFailed, match="'camera' failed") as info:
+        with pytest.raises(ProcessFailed, match="process 'camera': ValueError: simulated device crash") as info:
             sup.check()
         assert "simulated device crash" in info.value.error
         for proc in procs:
@@ -52,7 +52,7 @@ def test_supervisor_reports_killed_process(no_leaked_segments):
         deadline = time.monotonic() + 10
         while sup.running and time.monotonic() < deadline:
             time.sleep(0.01)
-        with pytest.raises(ProcessFailed, match="'robot' failed: exited unexpectedly with code -9"):
+        with pytest.raises(ProcessFailed, match="process 'robot': exited unexpectedly with code -9"):
             sup.check()
         procs[1].join(5)
         assert not procs[1].is_alive()
