@@ -42,6 +42,9 @@ _HEADER_KEYS = frozenset(["v", "kind", "id", "token", "meta", "arrays"])
 _REQUIRED_HEADER_KEYS = frozenset(["v", "kind", "id", "meta", "arrays"])
 _MAX_REQUEST_ID = 2**63 - 1
 _MAX_TOKEN_CHARS = 1024
+_MAX_HEADER_DEPTH = 8  # a valid header nests 4 deep (header > meta > obs_shapes > shape)
+_MAX_INT_DIGITS = 20
+_MAX_DIM = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -173,14 +176,22 @@ def _wire_array(name: str, value: Any) -> np.ndarray:
 def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS, token: str | None = None) -> Message:
     """Validate and decode ``frames`` (bytes-like). With ``token``, the message must carry that token.
 
-    The token is checked (constant time) right after the header is parsed, before any array is read.
-    Returned arrays are read-only views of the frames.
+    The token is checked (constant time) as soon as the header's JSON is parsed, before any other field
+    or array is looked at. Returned arrays are read-only views of the frames. Whatever the input, the only
+    exception raised is ``MessageError``.
     """
     if len(frames) == 0:
         raise MessageError("empty", "message has no frames")
-    header = _decode_header(frames[0], limits)
-    if token is not None:
-        _authenticate(header.get("token"), token)
+    try:
+        return _decode(frames, limits, token)
+    except MessageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug here must not become a way to crash the receiver
+        raise MessageError("bad_message", f"undecodable message ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _decode(frames: Sequence[Any], limits: Limits, token: str | None) -> Message:
+    header = _decode_header(frames[0], limits, token)
     kind, meta = header["kind"], header["meta"]
     descriptors = header["arrays"]
     if len(frames) - 1 != len(descriptors):
@@ -219,18 +230,26 @@ def peek_request_id(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> i
     return rid if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid <= _MAX_REQUEST_ID else 0
 
 
-def _decode_header(frame: Any, limits: Limits) -> dict[str, Any]:
+def _decode_header(frame: Any, limits: Limits, token: str | None) -> dict[str, Any]:
     raw = memoryview(frame).cast("B")
     if raw.nbytes > limits.max_header_bytes:
         raise MessageError("header_too_large", f"header is {raw.nbytes} bytes, at most {limits.max_header_bytes}")
     try:
-        header = json.loads(bytes(raw).decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
+        text = bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
         raise MessageError("bad_header", "header is not UTF-8") from None
+    if _nesting_depth(text) > _MAX_HEADER_DEPTH:
+        # Checked before parsing: json's recursive parser would otherwise hit the recursion limit.
+        raise MessageError("bad_header", f"header nests deeper than {_MAX_HEADER_DEPTH} levels")
+    try:
+        header = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants,
+                            parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise MessageError("bad_header", f"header is not JSON ({exc.msg} at char {exc.pos})") from None
     if not isinstance(header, dict):
         raise MessageError("bad_header", f"header must be a JSON object, got {type(header).__name__}")
+    if token is not None:
+        _authenticate(header.get("token"), token)
     unknown = sorted(set(header) - _HEADER_KEYS)
     missing = sorted(_REQUIRED_HEADER_KEYS - set(header))
     if unknown or missing:
@@ -248,6 +267,25 @@ def _decode_header(frame: Any, limits: Limits) -> dict[str, Any]:
     if len(header["arrays"]) > limits.max_arrays:
         raise MessageError("too_many_arrays", f"{len(header['arrays'])} arrays, at most {limits.max_arrays} allowed")
     return header
+
+
+def _nesting_depth(text: str) -> int:
+    """Deepest [ / { nesting of a JSON text (brackets inside strings counted too: an over-estimate is safe)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _bounded_int(text: str) -> int:
+    # Python refuses to convert > 4300 digits (ValueError); a valid header never needs more than 19.
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise MessageError("bad_header", f"integer with {len(text)} digits in header, at most {_MAX_INT_DIGITS}")
+    return int(text)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -291,8 +329,8 @@ def _check_descriptor(desc: Any, limits: Limits) -> tuple[str, np.dtype, tuple[i
 def _check_shape(name: str, shape: tuple[int, ...], dtype: np.dtype, limits: Limits) -> None:
     if len(shape) > limits.max_ndim:
         raise MessageError("bad_shape", f"array '{name}' has {len(shape)} dimensions, at most {limits.max_ndim}")
-    if any(d < 0 for d in shape):
-        raise MessageError("bad_shape", f"array '{name}' has a negative dimension: {list(shape)}")
+    if any(d < 0 or d > _MAX_DIM for d in shape):
+        raise MessageError("bad_shape", f"array '{name}' has a dimension outside [0, 2**31): {list(shape)}")
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > limits.max_array_bytes:
         raise MessageError("too_large", f"array '{name}' is {nbytes} bytes, at most {limits.max_array_bytes}")

@@ -173,7 +173,11 @@ class PolicyServer:
             if not self._sock.poll(0, zmq.POLLIN):
                 break
         for frames in newest.values():
-            self._answer(frames)
+            try:
+                self._answer(frames)
+            except Exception:  # noqa: BLE001 - no single message may stop the server
+                self.stats.rejected["internal_error"] += 1
+                log.exception("policy server: failed to answer a message; still serving")
         return True
 
     def _answer(self, frames: list[zmq.Frame]) -> None:

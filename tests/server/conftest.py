@@ -34,3 +34,19 @@ def tiny_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
     save_checkpoint(path, cfg, {"model": policy.state_dict()})
     return path
+
+
+@pytest.fixture
+def serve():
+    """Start ``ServerThread``s (a fake policy by default); all are stopped at the end of the test."""
+    from server_fakes import FakeDelayPolicy, ServerThread
+
+    started = []
+
+    def start(policy=None, token=None):
+        started.append(ServerThread(policy or FakeDelayPolicy(), token))
+        return started[-1]
+
+    yield start
+    for s in started:
+        s.close()

@@ -1,5 +1,6 @@
-"""Test doubles for the policy server tests: a fake policy with the Diffusion Policy interface, and a fake
-waypoint controller that records exactly what it was handed and when."""
+"""Test doubles for the policy server tests: a fake policy with the Diffusion Policy interface, a fake
+waypoint controller that records exactly what it was handed and when, a server in a thread and a raw
+socket exchange with it."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import zmq
 
 from robot_stack.runtime import now
+from robot_stack.server.messages import Message, decode
 from robot_stack.server.policy_service import PolicyService
+from robot_stack.server.transport import PolicyServer
 
 
 class FakeDelayPolicy:
@@ -67,3 +71,36 @@ class RecordingController:
     def schedule_waypoint(self, pose, target_time):
         with self.lock:
             self.waypoints.append(Received(np.asarray(pose, dtype=np.float64).copy(), float(target_time), now()))
+
+
+class ServerThread:
+    """A PolicyServer serving in a background thread (the ``serve`` fixture stops and closes it)."""
+
+    def __init__(self, policy, token=None):
+        self.server = PolicyServer(PolicyService(policy, dt=0.1), bind="127.0.0.1:*", token=token)
+        self.endpoint = self.server.endpoint
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(self._stop.is_set, 0.02), daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(5)
+        self.server.close()
+
+
+def raw_exchange(endpoint, frames, timeout=2.0) -> Message:
+    """Send raw frames from a fresh DEALER socket and decode the one reply."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    try:
+        sock.send_multipart(frames)
+        assert sock.poll(int(timeout * 1000)), "no reply from the server"
+        return decode(sock.recv_multipart())
+    finally:
+        sock.close()

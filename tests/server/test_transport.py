@@ -1,46 +1,15 @@
 import json
 import logging
-import threading
 import time
 
 import numpy as np
 import pytest
-import zmq
-from server_fakes import FakeDelayPolicy
+from server_fakes import FakeDelayPolicy, raw_exchange
 
 from robot_stack.config import ConfigError
-from robot_stack.server.messages import Message, decode, encode
+from robot_stack.server.messages import Message, encode
 from robot_stack.server.policy_service import PolicyService
 from robot_stack.server.transport import PolicyClient, PolicyServer, PolicyTimeout, RemoteError, normalize_endpoint
-
-
-class ServerThread:
-    """A PolicyServer serving in a background thread (stopped and closed by the fixture)."""
-
-    def __init__(self, policy, token=None):
-        self.server = PolicyServer(PolicyService(policy, dt=0.1), bind="127.0.0.1:*", token=token)
-        self.endpoint = self.server.endpoint
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(self._stop.is_set, 0.02), daemon=True)
-        self._thread.start()
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(5)
-        self.server.close()
-
-
-@pytest.fixture
-def serve():
-    started = []
-
-    def start(policy=None, token=None):
-        started.append(ServerThread(policy or FakeDelayPolicy(), token))
-        return started[-1]
-
-    yield start
-    for s in started:
-        s.close()
 
 
 def _obs(n_obs_steps=2, xy=(0.4, 0.1)):
@@ -77,18 +46,6 @@ def test_unauthenticated_requests_rejected_logged_and_server_keeps_serving(serve
     assert srv.server.stats.served == 1
 
 
-def _raw_exchange(endpoint, frames, timeout=2.0):
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(endpoint)
-    try:
-        sock.send_multipart(frames)
-        assert sock.poll(int(timeout * 1000)), "no reply from the server"
-        return decode(sock.recv_multipart())
-    finally:
-        sock.close()
-
-
 @pytest.mark.parametrize(
     "frames, code",
     [
@@ -107,7 +64,7 @@ def _raw_exchange(endpoint, frames, timeout=2.0):
 def test_malformed_messages_get_error_reply_and_server_keeps_serving(serve, caplog, frames, code):
     srv = serve()
     caplog.set_level(logging.WARNING, logger="robot_stack.server.transport")
-    reply = _raw_exchange(srv.endpoint, frames)
+    reply = raw_exchange(srv.endpoint, frames)
     assert reply.kind == "error" and reply.meta["code"] == code
     assert reply.request_id in (0, 9)
     assert any(code in r.getMessage() for r in caplog.records), "rejection reason not logged"
