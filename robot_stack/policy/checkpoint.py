@@ -21,6 +21,7 @@ saving never replaces a good checkpoint with a truncated one.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -66,30 +67,47 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint payload with ``weights_only=True``; clear errors for missing/foreign files."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"checkpoint {path} is a folder; give a .ckpt file in it (e.g. {path / 'latest.ckpt'})")
     if not path.is_file():
         raise ConfigError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise ConfigError(f"checkpoint {path} is empty (0 bytes): an interrupted copy? train or copy it again")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not our checkpoint"
+        # torch's messages span lines and carry terminal escapes: keep the first line's plain text.
+        first_line = re.sub(r"\x1b\[[0-9;]*m", "", (str(exc).strip().splitlines() or [""])[0])[:200].strip()
         raise ConfigError(
-            f"{path} is not a robot_stack checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
-            "A checkpoint from the original Diffusion Policy code must be converted first: "
-            "robot_stack.policy.original_checkpoint.import_original_checkpoint"
+            f"{path} is not a robot_stack checkpoint, or it is truncated ({type(exc).__name__}"
+            f"{': ' + first_line if first_line else ''}); a checkpoint of the original Diffusion Policy code "
+            "must be converted first (robot_stack.policy.original_checkpoint)"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ConfigError(f"{path} is not a robot_stack Diffusion Policy checkpoint (no '{FORMAT}' format tag)")
     if payload.get("version") != VERSION:
         raise ConfigError(f"{path} has checkpoint version {payload.get('version')}; this code reads version {VERSION}")
+    for key, kind in (("config", dict), ("state_dicts", dict)):
+        if not isinstance(payload.get(key), kind):
+            raise ConfigError(f"{path} is damaged: its '{key}' entry is missing or not a {kind.__name__}")
+    if not {"model", "ema_model"} & set(payload["state_dicts"]):
+        raise ConfigError(f"{path} is damaged: it holds no model weights")
     return payload
 
 
-def policy_from_payload(payload: dict[str, Any], use_ema: bool = True) -> DiffusionPolicy:
-    """Rebuild the policy stored in a checkpoint payload (EMA weights when present and ``use_ema``)."""
-    cfg = task_config_from_dict(payload["config"])
+def policy_from_payload(payload: dict[str, Any], use_ema: bool = True, source: str = "checkpoint") -> DiffusionPolicy:
+    """Rebuild the policy stored in a checkpoint payload (EMA weights when present and ``use_ema``).
+
+    ``ConfigError`` prefixed with ``source`` when the stored config is not one this code reads, or the
+    weights do not fit it."""
+    try:
+        cfg = task_config_from_dict(payload["config"])
+    except ConfigError as exc:
+        raise ConfigError(f"{source} holds a task config this version cannot use: {exc}") from None
     policy = DiffusionPolicy(cfg.policy)
     states = payload["state_dicts"]
     state = states["ema_model"] if use_ema and "ema_model" in states else states["model"]
-    load_state_dict_checked(policy, state, "checkpoint")
+    load_state_dict_checked(policy, state, source)
     return policy
 
 
@@ -99,7 +117,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", use_ema: b
     The returned ``DiffusionPolicy`` exposes ``n_obs_steps``, ``n_action_steps``, ``horizon``,
     ``action_dim``, ``obs_shapes`` and ``predict_action``; its task config is ``policy.cfg``.
     """
-    policy = policy_from_payload(load_checkpoint(path), use_ema=use_ema)
+    policy = policy_from_payload(load_checkpoint(path), use_ema=use_ema, source=str(path))
     return policy.to(device).eval()
 
 
@@ -112,7 +130,7 @@ def export_for_inference(src: str | Path, dst: str | Path) -> Path:
     payload = load_checkpoint(src)
     states = payload["state_dicts"]
     weights = states.get("ema_model", states["model"])
-    kept = {k: payload["train_state"][k] for k in ("global_step", "epoch", "train_loss", "val_loss")
+    kept = {k: payload["train_state"][k] for k in ("global_step", "epoch", "train_loss", "val_loss", "scene_seeds")
             if k in payload["train_state"]}
     return save_checkpoint(dst, task_config_from_dict(payload["config"]), {"model": weights}, kept)
 
