@@ -294,7 +294,7 @@ class _CollectionLoop:
         if self.on_episode_start is not None:
             self.on_episode_start(seed)
         self.success_since = None
-        self.recorder.start()
+        self.recorder.start(seed=seed if self.scene is not None else None)
         self.say(f"recording episode {self.recorder.dataset.n_episodes} (seed {seed})")
 
     def status_lines(self) -> list[str]:

@@ -24,7 +24,7 @@ from typing import Mapping
 
 import numpy as np
 
-from robot_stack.data.replay_buffer import OpenMode, ReplayBuffer, fsync_path
+from robot_stack.data.replay_buffer import OpenMode, ReplayBuffer, ReplayBufferError, fsync_path
 from robot_stack.data.video_recorder import timestamps_path
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 REPLAY_BUFFER_NAME = "replay_buffer.zarr"
 VIDEO_DIR_NAME = "videos"
 _STAGING = ".staging"
+_SEEDS_ATTR = "scene_seeds"  # {"<episode>": seed} of the simulated scene each episode was recorded on
 
 
 class EpisodeDataset:
@@ -47,10 +48,24 @@ class EpisodeDataset:
 
     @classmethod
     def open(cls, root: str | Path, mode: OpenMode = "r") -> "EpisodeDataset":
-        """Open the dataset at ``root``: ``'r'``, ``'r+'``, or ``'a'`` (created if missing); see ``ReplayBuffer.open``."""
+        """Open the dataset at ``root``: ``'r'``, ``'r+'``, or ``'a'`` (created if missing); see ``ReplayBuffer.open``.
+
+        ``ReplayBufferError`` (a ``ConfigError``) when ``root`` cannot be a dataset: a file, a folder holding
+        something else, a folder that cannot be written, a corrupt replay buffer.
+        """
         root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise ReplayBufferError(f"dataset {root} is a file, not a folder; give a new or existing dataset folder")
         if mode == "a":
-            root.mkdir(parents=True, exist_ok=True)
+            if root.is_dir() and any(root.iterdir()) and not (root / REPLAY_BUFFER_NAME).exists():
+                raise ReplayBufferError(f"{root} is not empty and holds no dataset ({REPLAY_BUFFER_NAME}); "
+                                        "give a new folder or an existing dataset")
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ReplayBufferError(f"cannot create the dataset folder {root}: {exc.strerror or exc}") from None
+            if not os.access(root, os.W_OK | os.X_OK):
+                raise ReplayBufferError(f"dataset folder {root} is not writable by this user")
         return cls(root, ReplayBuffer.open(root / REPLAY_BUFFER_NAME, mode))
 
     def close(self) -> None:
@@ -98,9 +113,15 @@ class EpisodeDataset:
         """Delete the videos of an episode that will not be saved."""
         shutil.rmtree(self.video_root / _STAGING, ignore_errors=True)
 
-    def commit_episode(self, data: Mapping[str, np.ndarray], videos: Path | None = None) -> int:
+    def episode_seeds(self) -> dict[int, int]:
+        """Scene seed of each episode recorded on a simulated scene (episode index -> seed)."""
+        seeds = self.replay_buffer.attrs.get(_SEEDS_ATTR, {})
+        return {int(k): int(v) for k, v in seeds.items() if int(k) < self.n_episodes}
+
+    def commit_episode(self, data: Mapping[str, np.ndarray], videos: Path | None = None,
+                       seed: int | None = None) -> int:
         """Save one episode: ``videos`` (a staging folder, or None) becomes ``videos/<index>``, then ``data``
-        is added to the replay buffer. Returns the episode index.
+        is added to the replay buffer, then the scene ``seed`` (if any) is noted. Returns the episode index.
 
         On failure (e.g. ``EpisodeWriteError`` for a full disk) the episode's videos are removed and the
         error propagates; earlier episodes are intact.
@@ -119,13 +140,25 @@ class EpisodeDataset:
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise
+        if seed is not None:
+            self._set_seed(index, seed)
         return index
+
+    def _set_seed(self, index: int, seed: int | None) -> None:
+        # After the commit point: a crash here loses only the note, never the episode.
+        seeds = {k: v for k, v in self.replay_buffer.attrs.get(_SEEDS_ATTR, {}).items() if int(k) < self.n_episodes}
+        if seed is None:
+            seeds.pop(str(index), None)
+        else:
+            seeds[str(index)] = int(seed)
+        self.replay_buffer.attrs[_SEEDS_ATTR] = seeds
 
     def drop_last_episode(self) -> int:
         """Remove the last episode (data, then videos); returns its index."""
         index = self.n_episodes - 1
         self.replay_buffer.drop_last_episode()
         shutil.rmtree(self.episode_dir(index), ignore_errors=True)
+        self._set_seed(index, None)
         return index
 
     def _remove_leftovers(self) -> None:

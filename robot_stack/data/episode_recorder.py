@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from robot_stack.data.dataset import EpisodeDataset
+from robot_stack.data.replay_buffer import EpisodeWriteError
 from robot_stack.data.video_recorder import VideoRecorder, VideoStats
 from robot_stack.runtime import SharedMemoryRingBuffer, now
 
@@ -62,6 +63,7 @@ class EpisodeRecorder:
         self._steps: list[dict[str, np.ndarray]] = []
         self._videos: list[VideoRecorder] = []
         self._t_start: float | None = None
+        self._seed: int | None = None
         self._staging = None
 
     @property
@@ -78,11 +80,13 @@ class EpisodeRecorder:
         """Seconds since the current episode started (0 when not recording)."""
         return 0.0 if self._t_start is None else (now() if t is None else t) - self._t_start
 
-    def start(self, t: float | None = None) -> None:
-        """Begin an episode at runtime-clock time ``t`` (default now): videos record frames captured after it."""
+    def start(self, t: float | None = None, seed: int | None = None) -> None:
+        """Begin an episode at runtime-clock time ``t`` (default now): videos record frames captured after it.
+        ``seed``: the simulated scene's seed, noted in the dataset with the episode."""
         if self.recording:
             raise RuntimeError("an episode is already being recorded; stop or discard it first")
         self._t_start = now() if t is None else t
+        self._seed = seed
         self._steps = []
         try:
             self._staging = self.dataset.new_staging_dir() if self.cameras else None
@@ -111,7 +115,8 @@ class EpisodeRecorder:
         """Finish the videos at ``t_end`` (default: the last step's ``timestamp``) and save the episode.
 
         Returns ``None`` (and saves nothing) for an episode without steps. On a failure (video encoding,
-        full disk) the episode is discarded and the error propagates; earlier episodes are intact.
+        full disk) the episode is discarded and an ``EpisodeWriteError`` saying so is raised (other errors
+        propagate as they are); earlier episodes are intact.
         """
         if not self.recording:
             raise RuntimeError("stop while not recording")
@@ -127,7 +132,16 @@ class EpisodeRecorder:
             while self._videos:
                 stats.append(self._videos[0].stop(t_end))
                 self._videos.pop(0)
-            index = self.dataset.commit_episode(data, self._staging)
+            index = self.dataset.commit_episode(data, self._staging, seed=self._seed)
+        except EpisodeWriteError:
+            self.discard()
+            raise
+        except OSError as exc:  # e.g. the disk filled up while a video was being finished
+            self.discard()
+            n = self.dataset.n_episodes
+            raise EpisodeWriteError(
+                f"episode {n} was lost ({exc.strerror or exc}); the {n} episode(s) saved before it in "
+                f"{self.dataset.root} are intact") from exc
         except BaseException:
             self.discard()
             raise

@@ -22,6 +22,11 @@ before shrinking), because zarr keeps stale values inside a partially used chunk
 ``episode_ends`` and writing the new end then reads as end 0, which validation rejects, rather than as the
 end of a previously dropped episode.
 
+Corruption is not an interruption. An interrupted write leaves only zeroed slots after the last valid end
+(and uncovered rows); an end that does not increase, or that points past the data, was never written by
+this code: every open refuses such a store (``CorruptReplayBuffer``, naming the entry) and no row is
+truncated, so nothing is lost before a person has looked (``robot-stack dataset check``).
+
 One writer at a time: a write-mode open takes an exclusive lock file inside the store.
 """
 
@@ -35,7 +40,7 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Iterator, Literal, Mapping
+from typing import Any, Iterator, Literal, Mapping
 
 import numpy as np
 import zarr
@@ -57,7 +62,11 @@ class ReplayBufferError(ConfigError):
     """The store is not a replay buffer, is locked by another writer, or an episode is malformed."""
 
 
-class EpisodeWriteError(RuntimeError):
+class CorruptReplayBuffer(ReplayBufferError):
+    """``meta/episode_ends`` is inconsistent in a way no interrupted write leaves; nothing was changed."""
+
+
+class EpisodeWriteError(OSError):
     """Writing an episode failed (e.g. disk full); the buffer still holds every earlier episode."""
 
 
@@ -135,6 +144,11 @@ class ReplayBuffer:
 
     # -- reading -----------------------------------------------------------------------------------------
     @property
+    def attrs(self) -> Any:
+        """The store's zarr attributes (JSON): dataset-level metadata such as per-episode scene seeds."""
+        return self._group.attrs
+
+    @property
     def n_episodes(self) -> int:
         """Number of complete episodes."""
         return len(self._ends)
@@ -202,8 +216,8 @@ class ReplayBuffer:
                 if isinstance(exc, OSError):
                     reason = "disk full" if exc.errno == errno.ENOSPC else str(exc)
                     raise EpisodeWriteError(
-                        f"could not save episode {index} to {self.path} ({reason}); "
-                        f"the buffer still holds its {self.n_episodes} earlier episode(s)"
+                        f"episode {index} was lost ({reason}); the {self.n_episodes} episode(s) saved before it "
+                        f"in {self.path} are intact"
                     ) from exc
                 raise
             self._ends = np.append(self._ends, np.int64(end))
@@ -326,6 +340,18 @@ class ReplayBuffer:
                 break
             previous = int(end)
             valid += 1
+        bad = np.flatnonzero(raw[valid:])
+        if bad.size:  # an interrupted write leaves only zeroed slots behind the last valid end
+            i = valid + int(bad[0])
+            if i > valid:
+                why = f"after the unwritten entry {valid}"
+            elif raw[i] <= previous:
+                why = f"not after the previous end {previous}"
+            else:
+                why = f"past the end of the data ({limit} rows)"
+            raise CorruptReplayBuffer(
+                f"{self.path}/meta/episode_ends is corrupt: entry {i} is {int(raw[i])}, {why}; this is not an "
+                "interrupted write, so nothing was changed (inspect it with `robot-stack dataset check`)")
         self._ends = raw[:valid].copy()
         extra = max(lengths, default=0) - self.n_steps
         if log_recovery and (valid < len(raw) or extra):

@@ -18,7 +18,7 @@ resized to ``image_size``, step-aligned, memory-mapped). A sample ``i`` is::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ class ReplayData:
     action: np.ndarray  # (N, action_dim) float32
     frame_files: dict[str, Path]  # camera key -> cached (N, H, W, 3) uint8 .npy
     episode_ends: np.ndarray  # (E,) int64
+    scene_seeds: dict[int, int] = field(default_factory=dict)  # episode -> simulated scene seed, where recorded
 
     @property
     def n_episodes(self) -> int:
@@ -85,7 +86,8 @@ def load_replay_data(root: str | Path, cfg: PolicyConfig, cache_dir: str | Path 
             videos = [(folder.video_path(e, cam), folder.timestamps_path(e, cam)) for e in range(len(episode_ends))]
             frames = camera_frames(videos, cam, tuple(cfg.image_size), episode_ends, step_ts, cache, show_progress)
             frame_files[key] = Path(frames.filename)
-    return ReplayData(low_dim, action, frame_files, episode_ends)
+        scene_seeds = folder.episode_seeds()
+    return ReplayData(low_dim, action, frame_files, episode_ends, scene_seeds)
 
 
 def split_episodes(n_episodes: int, val_ratio: float, seed: int, max_train_episodes: int | None = None) -> tuple[list[int], list[int]]:

@@ -116,6 +116,7 @@ class Trainer:
                 raise ConfigError(f"{dataset} has fewer episodes than the run being resumed was trained on")
         else:
             train_eps, val_eps = split_episodes(data.n_episodes, tcfg.val_ratio, tcfg.seed, tcfg.max_train_episodes)
+        self.scene_seeds = list(data.scene_seeds.values())
         self.train_set = SequenceDataset(data, cfg.policy, train_eps)
         self.val_set = SequenceDataset(data, cfg.policy, val_eps) if val_eps else None
         short = self.train_set.sampler.too_short + (self.val_set.sampler.too_short if self.val_set else [])
@@ -247,6 +248,8 @@ class Trainer:
             "val_loss": self.val_loss,
             "ema_step": self.ema.step if self.ema is not None else 0,
             "train_episodes": list(self.train_set.episodes),
+            # The simulated scenes trained on (every episode, validation too): evaluation avoids them.
+            "scene_seeds": sorted(set(self.scene_seeds)),
             "val_episodes": list(self.val_set.episodes) if self.val_set is not None else [],
             "best": [[m, name] for m, name in self.best],
             "torch_rng": torch.get_rng_state(),

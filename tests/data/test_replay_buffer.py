@@ -233,7 +233,7 @@ def test_disk_full_at_any_write_keeps_earlier_episodes(tmp_path, monkeypatch, on
         shutil.copytree(base, path)
         rb = ReplayBuffer.open(path, mode="r+")
         failing = FailingPuts(monkeypatch, at, once)
-        with pytest.raises(EpisodeWriteError, match="disk full.*still holds its 2 earlier"):
+        with pytest.raises(EpisodeWriteError, match=r"episode 2 was lost \(disk full\); the 2 episode\(s\) saved before it .* are intact"):
             rb.add_episode(episode(2))
         assert_episodes_intact(rb, 2)
         monkeypatch.setattr(zarr_local, "_put", failing.original)  # space freed
