@@ -36,8 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run the rig's robot, cameras and a teleop device; record episodes (robot state, commanded "
         "actions, one video per camera) into a Diffusion Policy dataset.",
     )
-    parser.add_argument("--rig", required=True, type=Path, help="rig YAML (hardware_configs/<rig>.yaml)")
-    parser.add_argument("--out", required=True, type=Path, help="dataset folder (created, or appended to)")
+    parser.add_argument("--rig", required=True, help="rig YAML path, or a shipped rig name (sim_pusht, sim_ur5, ...)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="dataset folder (created, or appended to; checked before anything starts)")
     parser.add_argument("--teleop", choices=TELEOP_CHOICES,
                         help="teleop device (default: the rig's teleop.profile, else spacemouse)")
     parser.add_argument("--profile", help="teleop profile name under teleop/ or a YAML path (default: per device)")
@@ -56,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from robot_stack.data.collection import CONTROL_KEYS, CollectConfig
     from robot_stack.hardware.teleop import TeleopMapper, load_profile
 
-    from robot_stack.rig import load_rig
+    from robot_stack.rig import load_rig, preflight
+    from robot_stack.sim.pusht import HELD_OUT_SEED_START
 
     rig = load_rig(args.rig)
     teleop_cfg = rig.teleop
@@ -83,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
                            keep_failed=args.keep_failed, seed=args.seed, gripper=teleop_cfg.gripper)
     mapper = TeleopMapper(profile, rig.robot.workspace, 1.0 / args.frequency, mode=teleop_cfg.mode,
                           planar_z=rig.planar_z)
+    if scene_cfg is not None and args.seed + (args.episodes or 1) > HELD_OUT_SEED_START:
+        log.warning("scene seeds from %d on are held out for evaluation (robot-stack eval's default); "
+                    "demonstrations recorded on them make those evaluations dishonest", HELD_OUT_SEED_START)
+    preflight(rig)
     return _collect(args, rig, device, profile, config, mapper)
 
 

@@ -9,7 +9,12 @@ Local mode (default) runs the policy in its own process on this machine; ``--rem
 ``robot-stack serve`` elsewhere instead. Either way this process keeps control of the arm: observations
 too old are refused, stale actions dropped, and a late or lost server leaves the arm holding.
 
-Each episode resets the simulated scene (seed ``--seed + i``), runs until success (held 0.5 s), the time
+Before anything starts, the rig (cameras, robot reachability), the checkpoint (readable, and observing
+what this rig provides) and ``--out`` are checked; a problem is one line and exit 2. The policy process is
+supervised with the rig: if it dies, the rig stops and the command exits 1 naming it.
+
+Each episode resets the simulated scene (seed ``--seed + i``; by default from the held-out range that
+``collect`` does not use, and a warning if a seed was trained on), runs until success (held 0.5 s), the time
 limit, or a key: ``s`` ends the episode, ``q``/Esc quits (in the preview window or this terminal). Episodes
 are recorded like demonstrations into ``--out`` (default ``runs/eval/<rig>-<time>``; ``--no-record`` to
 skip). One line per episode, then the success rate (simulated rigs: coverage of the goal by the T block).
@@ -28,6 +33,7 @@ from typing import TYPE_CHECKING
 from robot_stack.cli.serve import add_token_argument, resolve_device
 from robot_stack.config import ConfigError
 from robot_stack.data.preview import display_available
+from robot_stack.sim.pusht.config import HELD_OUT_SEED_START
 
 if TYPE_CHECKING:
     from robot_stack.rig import RigConfig
@@ -45,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run episodes with a policy (in its own process, or a remote `robot-stack serve`), record "
         "them like demonstrations and print per-episode metrics and the success rate.",
     )
-    parser.add_argument("--rig", required=True, type=Path, help="rig YAML (hardware_configs/<rig>.yaml)")
+    parser.add_argument("--rig", required=True, help="rig YAML path, or a shipped rig name (sim_pusht, sim_ur5, ...)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="policy checkpoint to run locally (from `robot-stack train`)")
     source.add_argument("--remote", help="policy server endpoint, e.g. tcp://gpu-box:5555 (`robot-stack serve`)")
@@ -54,7 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--episodes", type=_positive_int, default=1, help="number of episodes (default 1)")
     parser.add_argument("--max-duration", type=float,
                         help="seconds per episode (default: the scene's time_limit, else 60)")
-    parser.add_argument("--seed", type=int, default=0, help="scene seed of the first episode (default 0)")
+    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED_START,
+                        help=f"scene seed of the first episode (default {HELD_OUT_SEED_START}: the held-out seeds "
+                        "that collect does not use)")
     parser.add_argument("--frequency", type=float,
                         help=f"policy step rate in Hz = the dataset's recording rate (default: the checkpoint's, "
                         f"else {DEFAULT_FREQUENCY:g})")
@@ -77,7 +85,7 @@ def _positive_int(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robot_stack.rig import load_rig
+    from robot_stack.rig import load_rig, preflight
 
     rig = load_rig(args.rig)
     if args.frequency is not None and not 0.5 <= args.frequency <= 100:
@@ -87,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_duration is not None and args.max_duration <= 0:
         raise ConfigError(f"--max-duration must be > 0 s, got {args.max_duration}")
     max_duration = args.max_duration or (rig.scene.time_limit if rig.scene is not None else 60.0)
+    preflight(rig)
     return _evaluate(args, rig, max_duration)
 
 
@@ -96,26 +105,32 @@ def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> 
     from robot_stack.data.preview import Preview
     from robot_stack.data.terminal_keys import TerminalKeys
     from robot_stack.server.evaluation import EvalConfig, run_evaluation, summarize
-    from robot_stack.server.executor import ExecutorConfig
+    from robot_stack.server.executor import ExecutorConfig, check_action_dim
     from robot_stack.server.local import CheckpointService, PolicyProcess
+    from robot_stack.server.observation import check_policy_observations
     from robot_stack.server.rollout import RolloutConfig
     from robot_stack.server.transport import PolicyClient
     from robot_stack.rig import start_rig
 
     with contextlib.ExitStack() as stack:
+        policy_processes = []
         if args.remote:
             endpoint = args.remote
+            client = stack.enter_context(PolicyClient(endpoint, token=args.token, timeout=args.inference_timeout))
+            info, trained_seeds = _policy_info(client, endpoint), []
         else:
-            # The policy first: a bad checkpoint fails before the arm is connected.
+            # Checked here first (seconds): a bad checkpoint is one line before any process starts.
             dt = None if args.frequency is None else 1.0 / args.frequency
-            policy = PolicyProcess(CheckpointService(args.checkpoint, resolve_device(args.device), dt),
-                                   token=args.token)
-            log.info("loading the policy from %s", args.checkpoint)
-            policy.start(timeout=_SERVER_WAIT_S)
-            stack.callback(policy.stop)
+            service = CheckpointService(args.checkpoint, resolve_device(args.device), dt)
+            log.info("checking the policy in %s", args.checkpoint)
+            info, trained_seeds = service.check()
+            policy = PolicyProcess(service, token=args.token)
+            policy_processes.append(policy)
             endpoint = policy.endpoint
-        client = stack.enter_context(PolicyClient(endpoint, token=args.token, timeout=args.inference_timeout))
-        info = _policy_info(client, endpoint)
+            client = stack.enter_context(PolicyClient(endpoint, token=args.token, timeout=args.inference_timeout))
+        check_policy_observations(info, range(len(rig.cameras)))
+        check_action_dim(info.action_dim)
+        _warn_trained_seeds(args, rig, trained_seeds)
         dt = 1.0 / args.frequency if args.frequency else (info.dt or 1.0 / DEFAULT_FREQUENCY)
         config = EvalConfig(episodes=args.episodes, seed=args.seed, base_z=rig.planar_z)
         executor_config = ExecutorConfig(dt=dt, steps_per_inference=args.steps_per_inference,
@@ -124,14 +139,17 @@ def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> 
         log.info("policy: observes %s, %d-step history, chunks of %d actions; dt %.3f s",
                  sorted(info.obs_shapes), info.n_obs_steps, info.n_action_steps, dt)
 
-        running = stack.enter_context(start_rig(rig))
+        dataset = None
+        if not args.no_record:
+            out = args.out or Path("runs/eval") / f"{rig.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            dataset = stack.enter_context(EpisodeDataset.open(out, mode="a"))
+        # The policy process starts first (before the arm connects) and is supervised with the rig.
+        running = stack.enter_context(start_rig(rig, extra=policy_processes))
         robot, cameras, scene = running.robot, running.cameras, running.scene
         recorder = None
-        if not args.no_record:
-            out = args.out or Path("runs/eval") / f"{args.rig.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-            dataset = stack.enter_context(EpisodeDataset.open(out, mode="a"))
+        if dataset is not None:
             recorder = EpisodeRecorder(dataset, [CameraStream(c.frames, c.config.fps) for c in cameras])
-            print(f"recording episodes into {out}", flush=True)
+            print(f"recording episodes into {dataset.root}", flush=True)
         preview = None
         if not args.no_preview and display_available():
             preview = Preview([c.frames for c in cameras], title="robot-stack eval")
@@ -164,6 +182,18 @@ def _policy_info(client, endpoint: str):
                                   "(or check the address and firewall)") from None
         except RemoteError as exc:
             raise ConfigError(f"the policy server at {endpoint} refused us: {exc.reason}") from None
+
+
+def _warn_trained_seeds(args: argparse.Namespace, rig: RigConfig, trained: list[int]) -> None:
+    if rig.scene is None:
+        return
+    seeds = set(range(args.seed, args.seed + args.episodes))
+    overlap = sorted(seeds & set(trained))
+    if overlap:
+        shown = ", ".join(map(str, overlap[:10])) + (", ..." if len(overlap) > 10 else "")
+        log.warning("%d of the evaluation seeds were trained on (%s): these scenes are not held out; "
+                    "evaluate from --seed %d (the default) for an honest success rate",
+                    len(overlap), shown, HELD_OUT_SEED_START)
 
 
 def _action_delay_steps() -> int:

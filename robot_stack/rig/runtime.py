@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 from robot_stack.hardware.camera.process import CameraProcess
 from robot_stack.hardware.robot.controller import RobotController
 from robot_stack.hardware.teleop import SpaceMouseDevice, TeleopProcess
 from robot_stack.rig.config import RigConfig
-from robot_stack.runtime import Supervisor
+from robot_stack.runtime import DeviceProcess, Supervisor
 from robot_stack.sim.pusht import SceneProcess
 
 
@@ -28,10 +28,12 @@ class Rig:
 
 
 @contextlib.contextmanager
-def start_rig(config: RigConfig, spacemouse: bool = False) -> Iterator[Rig]:
+def start_rig(config: RigConfig, spacemouse: bool = False, extra: Sequence[DeviceProcess] = ()) -> Iterator[Rig]:
     """Start the rig (with a SpaceMouse process when ``spacemouse``); stop everything on exit.
 
-    Raises ``ProcessFailed`` naming the device that could not start; the ones already started are stopped.
+    ``extra`` processes (e.g. the policy) start first, before the arm connects, and are supervised with
+    the rig: one of them dying stops the rig too. Raises ``ProcessFailed`` naming the device that could not
+    start; the ones already started are stopped.
     """
     robot = RobotController(config.robot)
     scene = SceneProcess(config.scene, robot.state) if config.scene is not None else None
@@ -42,6 +44,6 @@ def start_rig(config: RigConfig, spacemouse: bool = False) -> Iterator[Rig]:
         cameras.append(CameraProcess(cam, renderer=renderer))
     teleop = TeleopProcess(SpaceMouseDevice) if spacemouse else None
     # The teleop device first: a missing SpaceMouse fails before the arm is connected.
-    processes = ([teleop] if teleop else []) + [robot] + ([scene] if scene else []) + cameras
+    processes = [*extra] + ([teleop] if teleop else []) + [robot] + ([scene] if scene else []) + cameras
     with Supervisor(processes) as supervisor:
         yield Rig(config, robot, cameras, scene, teleop, supervisor)

@@ -33,15 +33,16 @@ class Supervisor:
         self._stopped = threading.Event()  # set once every process has been stopped
         self._monitor: threading.Thread | None = None
 
-    def start(self, timeout: float = 30.0) -> None:
-        """Start every process (waiting for each to be ready), then begin monitoring.
+    def start(self, timeout: float | None = None) -> None:
+        """Start every process (waiting up to ``timeout``, default its ``startup_timeout``, for each to be
+        ready), then begin monitoring.
 
         If one fails to start, the ones already started are stopped and its ``ProcessFailed`` is raised.
         """
         started: list[DeviceProcess] = []
         try:
             for proc in self.processes:
-                proc.start(wait=True, timeout=timeout)
+                proc.start(wait=True, timeout=timeout if timeout is not None else proc.startup_timeout)
                 started.append(proc)
         except BaseException:
             for proc in reversed(started):

@@ -171,7 +171,7 @@ class _Episode:
         )
         self.t_start = self.next_step = self.next_preview = now()
         if self.recorder is not None:
-            self.recorder.start(self.t_start)
+            self.recorder.start(self.t_start, seed=self.seed if self.scene is not None else None)
         stats = run_rollout(assembler, client, self.executor, rollout_config,
                             should_end=self.should_end, on_tick=self.tick)
         result = EpisodeResult(self.index, self.seed, stats.end_reason, stats)

@@ -129,6 +129,15 @@ class ExecutionStats:
     first_action_delays: list[float] = field(default_factory=list)
 
 
+def check_action_dim(action_dim: int) -> None:
+    """``ConfigError`` unless the executor can run actions of ``action_dim`` dimensions."""
+    if not 1 <= action_dim <= 6:
+        raise ConfigError(
+            f"the policy's action has {action_dim} dimensions; the executor maps actions onto the leading "
+            "components of a 6-D TCP pose [x, y, z, rx, ry, rz], so 1-6 are supported"
+        )
+
+
 class RecedingHorizonExecutor:
     """Turns action chunks into timestamped waypoints on ``controller``; see the module docstring.
 
@@ -145,11 +154,7 @@ class RecedingHorizonExecutor:
         base_pose: Sequence[float],
         clock: Callable[[], float] = now,
     ):
-        if not 1 <= action_dim <= 6:
-            raise ConfigError(
-                f"the policy's action has {action_dim} dimensions; the executor maps actions onto the leading "
-                "components of a 6-D TCP pose [x, y, z, rx, ry, rz], so 1-6 are supported"
-            )
+        check_action_dim(action_dim)
         base = np.asarray(base_pose, dtype=np.float64)
         if base.shape != (6,) or not np.isfinite(base).all():
             raise ValueError(f"base_pose must be a finite 6-D pose, got {base}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from robot_stack.runtime import DeviceProcess
-from robot_stack.server.policy_service import PolicyService
+from robot_stack.server.policy_service import PolicyInfo, PolicyService
 from robot_stack.server.transport import PolicyServer
 
 # Poll period of the serving loop: how quickly a stop request is noticed; requests are answered at once.
@@ -34,6 +34,16 @@ class CheckpointService:
 
         return PolicyService(load_policy(self.checkpoint, self.device), self.dt)
 
+    def check(self) -> tuple[PolicyInfo, list[int]]:
+        """Load the checkpoint in this process, on the CPU (``ConfigError`` naming the file if it is unreadable,
+        damaged or from another config): the policy's interface and the scene seeds it was trained on."""
+        from robot_stack.policy.checkpoint import load_checkpoint, policy_from_payload
+
+        payload = load_checkpoint(self.checkpoint)
+        policy = policy_from_payload(payload, source=self.checkpoint)
+        seeds = [int(s) for s in payload.get("train_state", {}).get("scene_seeds", [])]
+        return PolicyInfo.of(policy, self.dt), seeds
+
 
 def private_ipc_endpoint() -> str:
     """A fresh ipc endpoint in the temp dir (a socket file only this user's processes use)."""
@@ -46,6 +56,8 @@ class PolicyProcess(DeviceProcess):
     ``endpoint`` defaults to a private ipc socket; connect a ``PolicyClient`` to ``process.endpoint``.
     ``token`` is optional here since an ipc socket is only reachable from this machine.
     """
+
+    startup_timeout = 120.0  # loading a checkpoint (torch import, CUDA init) can take a while
 
     def __init__(self, make_service: Callable[[], PolicyService], endpoint: str | None = None,
                  token: str | None = None, name: str = "policy"):

@@ -17,7 +17,7 @@ a query time (a camera that stalled or dropped many frames), or a buffer with no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -36,6 +36,24 @@ def policy_images(frames: Sequence[np.ndarray], size: tuple[int, int]) -> np.nda
     """HxWx3 uint8 RGB frames -> the policy's (N, 3, *size) float32 images in [0, 1], as in training."""
     images = np.stack([resize_frame(frame, size) for frame in frames])
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+
+
+def check_policy_observations(info: PolicyInfo, camera_indices: Collection[int],
+                              state_fields: Mapping[str, str] = ROBOT_STATE_FIELDS) -> None:
+    """``ConfigError`` unless every observation of the policy has a source: camera ``camera_<i>`` among
+    ``camera_indices``, low-dim keys among ``state_fields``. (Run before a rig starts, and by the assembler.)"""
+    for key, shape in info.obs_shapes.items():
+        if len(shape) == 3:
+            if _camera_index(key) not in camera_indices:
+                raise ConfigError(
+                    f"the policy observes '{key}' but the rig has cameras {sorted(camera_indices)}; "
+                    "use a checkpoint trained for this rig's cameras"
+                )
+        elif key not in state_fields:
+            raise ConfigError(
+                f"the policy observes '{key}', which no robot state field provides "
+                f"(known: {', '.join(sorted(state_fields))})"
+            )
 
 
 class StaleObservationError(RuntimeError):
@@ -80,23 +98,14 @@ class ObservationAssembler:
         self.image_field = image_field
         self.cameras: dict[str, SharedMemoryRingBuffer] = {}
         self.low_dim: dict[str, str] = {}
+        check_policy_observations(info, list(cameras), state_fields)
         for key, shape in info.obs_shapes.items():
             if len(shape) == 3:
                 index = _camera_index(key)
-                if index not in cameras:
-                    raise ConfigError(
-                        f"the policy observes '{key}' but the rig has cameras {sorted(cameras)}; "
-                        "use a checkpoint trained for this rig's cameras"
-                    )
                 if image_field not in cameras[index].spec:
                     raise ConfigError(f"camera {index}'s buffer has no '{image_field}' field")
                 self.cameras[key] = cameras[index]
             else:
-                if key not in state_fields:
-                    raise ConfigError(
-                        f"the policy observes '{key}', which no robot state field provides "
-                        f"(known: {', '.join(sorted(state_fields))})"
-                    )
                 field = state_fields[key]
                 if field not in robot_state.spec:
                     raise ConfigError(f"robot state buffer has no field '{field}' (for observation '{key}')")

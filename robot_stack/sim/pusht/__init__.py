@@ -8,13 +8,14 @@
 - ``ExpertTeleop``: a scripted demonstrator, scene state -> TCP xy target.
 """
 
-from robot_stack.sim.pusht.config import SceneConfig
+from robot_stack.sim.pusht.config import HELD_OUT_SEED_START, SceneConfig
 from robot_stack.sim.pusht.expert import ExpertConfig, ExpertTeleop
 from robot_stack.sim.pusht.physics import SCENE_STATE_SPEC, PushTPhysics
 from robot_stack.sim.pusht.process import COMMAND_SPEC, SceneProcess
 from robot_stack.sim.pusht.render import VIEWS, SceneRenderer, render
 
 __all__ = [
+    "HELD_OUT_SEED_START",
     "COMMAND_SPEC",
     "SCENE_STATE_SPEC",
     "VIEWS",

@@ -16,6 +16,10 @@ import numpy as np
 from robot_stack.config import ConfigError
 
 
+# Scene seeds at or above this are held out for evaluation: `robot-stack collect` starts at 0 and warns
+# before reaching them, `robot-stack eval` starts here, so nobody evaluates on the scenes trained on.
+HELD_OUT_SEED_START = 100_000
+
 @dataclass(frozen=True)
 class SceneConfig:
     """Push-T scene: geometry, physics, task definition and the table-to-robot-base mapping."""
