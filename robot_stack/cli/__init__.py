@@ -20,7 +20,7 @@ from robot_stack.runtime import ProcessFailed
 from robot_stack.runtime.device_process import DEBUG_ENV, debug_enabled, error_summary
 
 # Modules under robot_stack.cli that each contribute one subcommand, in --help order.
-_COMMAND_MODULES: tuple[str, ...] = ("train", "serve", "cameras", "collect", "replay", "eval")
+_COMMAND_MODULES: tuple[str, ...] = ("train", "serve", "cameras", "collect", "replay", "eval", "dataset")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +52,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = os.environ.get(DEBUG_ENV)
     if args.debug:
         os.environ[DEBUG_ENV] = "1"  # device processes inherit it
+    try:
+        return _run(parser, args)
+    finally:  # main() may be called in a process that goes on (tests, scripts)
+        if previous is None:
+            os.environ.pop(DEBUG_ENV, None)
+        else:
+            os.environ[DEBUG_ENV] = previous
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     debug = debug_enabled()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose or debug else logging.INFO,
