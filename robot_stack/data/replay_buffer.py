@@ -159,6 +159,11 @@ class ReplayBuffer:
         return int(self._ends[-1]) if len(self._ends) else 0
 
     @property
+    def stored_rows(self) -> int:
+        """Rows in the longest ``data/`` array: more than ``n_steps`` after an interrupted episode."""
+        return max((self._data[k].shape[0] for k in self.keys), default=0)
+
+    @property
     def episode_ends(self) -> np.ndarray:
         """(E,) int64 cumulative end index of each episode (a copy)."""
         return self._ends.copy()
