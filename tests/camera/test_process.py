@@ -5,8 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from robot_stack.hardware.camera import CameraConfig, CameraProcess, SyntheticRealSense, camera_spec
-from robot_stack.hardware.camera.synthetic import frame_value
+from robot_stack.hardware.camera import CameraConfig, CameraProcess, camera_spec
 from robot_stack.runtime import ProcessFailed, now
 
 
@@ -23,9 +22,12 @@ def test_spec_follows_the_config():
     assert set(spec) == {"color", "depth", "timestamp", "receive_timestamp", "frame_number", "dropped_frames"}
 
 
+@pytest.mark.realsense
 def test_software_device_frames_reach_the_ring_buffer_in_order_and_drops_are_counted(assert_released):
     cfg = CameraConfig(name="wrist", driver="realsense", serial="SYNTH0001", depth=True,
                        crop=(80, 0, 480, 480), output_resolution=(240, 240))
+    from robot_stack.hardware.camera.synthetic import SyntheticRealSense, frame_value
+
     devices = SyntheticRealSense(depth=True, skip=range(20, 23))  # the device "loses" frames 20-22
     with CameraProcess(cfg, devices=devices) as camera:
         wait_for(lambda: camera.frames.count >= 30)
@@ -62,6 +64,7 @@ def test_sim_camera_process_publishes_at_its_rate():
     assert 0.05 <= age < 0.5  # at least the simulated latency
 
 
+@pytest.mark.realsense
 def test_playback_file_as_source(tmp_path, synthetic_devices):
     from robot_stack.hardware.camera import CameraTimeout, RealSenseCamera
 
@@ -80,8 +83,11 @@ def test_playback_file_as_source(tmp_path, synthetic_devices):
     assert list(records["frame_number"]) == list(range(1, 13))  # the file holds every injected frame
 
 
+@pytest.mark.realsense
 def test_bad_serial_fails_start_with_the_reason(assert_released):
     cfg = CameraConfig(name="wrist", driver="realsense", serial="000000000000")
+    from robot_stack.hardware.camera.synthetic import SyntheticRealSense
+
     camera = CameraProcess(cfg, devices=SyntheticRealSense(serial="SYNTH0099"))
     with pytest.raises(ProcessFailed) as err:
         camera.start()
@@ -89,8 +95,11 @@ def test_bad_serial_fails_start_with_the_reason(assert_released):
     assert "'000000000000' not found" in err.value.error and "SYNTH0099" in err.value.error
 
 
+@pytest.mark.realsense
 def test_a_camera_that_stops_delivering_fails_the_process():
     cfg = CameraConfig(name="wrist", driver="realsense", serial="SYNTH0001", frame_timeout=0.3)
+    from robot_stack.hardware.camera.synthetic import SyntheticRealSense
+
     with CameraProcess(cfg, devices=SyntheticRealSense(n_frames=5)) as camera:
         wait_for(lambda: not camera.is_alive())
         assert camera.frames.count == 5

@@ -18,24 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from dataset_checks import assert_video_matches
 from robot_stack.data.dataset import EpisodeDataset
 
-ROOT = Path(__file__).resolve().parents[2]
 FPS = 10
 
 
 @pytest.fixture
-def sim_rig_file(tmp_path) -> Path:
-    robot = yaml.safe_load((ROOT / "hardware_configs" / "sim_ur5.yaml").read_text())["robot"]
-    scene = yaml.safe_load((ROOT / "hardware_configs" / "sim_pusht.yaml").read_text())["scene"]
-    rig = {"name": "test_pusht", "robot": robot, "scene": scene, "teleop": {"profile": "scripted", "mode": "planar"},
-           "cameras": [{"name": "top", "driver": "sim", "resolution": [96, 96], "fps": FPS}]}
-    path = tmp_path / "rig.yaml"
-    path.write_text(yaml.safe_dump(rig))
-    return path
+def sim_rig_file(sim_rig) -> Path:
+    return sim_rig(camera={"resolution": [96, 96], "fps": FPS})
 
 
 class Cli:

@@ -4,6 +4,7 @@ socket exchange with it."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -13,19 +14,20 @@ import zmq
 
 from robot_stack.runtime import now
 from robot_stack.server.messages import Message, decode
-from robot_stack.server.policy_service import PolicyService
+from robot_stack.server.policy_service import PolicyInfo, PolicyService
 from robot_stack.server.transport import PolicyServer
 
 
 class FakeDelayPolicy:
     """Policy interface without a network: action k = (last observed eef xy) + k * step, after ``delay`` s.
 
-    ``nan_after``: from that call on, every action chunk is NaN (to test rejection).
+    ``nan_after``: from that call on, every action chunk is NaN (to test rejection). ``exit_after``: at that
+    call the whole process exits at once (as a policy process killed by the OOM killer would).
     """
 
     def __init__(self, delay: float = 0.0, n_obs_steps: int = 2, n_action_steps: int = 8, horizon: int = 16,
                  image_shape: tuple[int, int, int] | None = (3, 16, 16), step: float = 0.001,
-                 nan_after: int | None = None):
+                 nan_after: int | None = None, exit_after: int | None = None):
         self.delay = delay
         self.n_obs_steps = n_obs_steps
         self.n_action_steps = n_action_steps
@@ -36,10 +38,13 @@ class FakeDelayPolicy:
             self.obs_shapes["camera_0"] = image_shape
         self.step = step
         self.nan_after = nan_after
+        self.exit_after = exit_after
         self.calls = 0
 
     def predict_action(self, obs):
         self.calls += 1
+        if self.exit_after is not None and self.calls > self.exit_after:
+            os._exit(3)
         time.sleep(self.delay)
         xy = np.asarray(obs["robot_eef_pose"])[:, -1, :2]
         k = np.arange(self.n_action_steps)[None, :, None]
@@ -52,6 +57,23 @@ class FakeDelayPolicy:
 def fake_service(delay: float = 0.0, image_shape=(3, 16, 16)) -> PolicyService:
     """Top-level (picklable with functools.partial) factory for PolicyProcess tests."""
     return PolicyService(FakeDelayPolicy(delay=delay, image_shape=image_shape), dt=0.1)
+
+
+@dataclass(frozen=True)
+class DyingCheckpointService:
+    """Stands in for ``CheckpointService`` (same arguments): a fake policy whose process exits after
+    ``exit_after`` inferences."""
+
+    checkpoint: str
+    device: str = "cpu"
+    dt: float | None = None
+    exit_after: int = 3
+
+    def check(self):
+        return PolicyInfo.of(FakeDelayPolicy(), 0.1), []
+
+    def __call__(self) -> PolicyService:
+        return PolicyService(FakeDelayPolicy(exit_after=self.exit_after), dt=0.1)
 
 
 @dataclass

@@ -1,31 +1,14 @@
 """`robot-stack eval` end to end on a simulated Push-T rig with a real (tiny, untrained) checkpoint."""
 
 import json
-from pathlib import Path
-
-import yaml
 
 from robot_stack.cli import main
 from robot_stack.data.dataset import EpisodeDataset
 
-CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 
-
-def _sim_rig(tmp_path: Path) -> Path:
-    """sim_ur5's arm + sim_pusht's scene + one small simulated top camera (the policy sees 32x32)."""
-    robot = yaml.safe_load((CONFIGS / "sim_ur5.yaml").read_text())["robot"]
-    scene = yaml.safe_load((CONFIGS / "sim_pusht.yaml").read_text())["scene"]
-    rig = {"name": "test_pusht", "robot": robot, "scene": scene,
-           "cameras": [{"name": "top", "driver": "sim", "resolution": [160, 120], "fps": 20}],
-           "teleop": {"profile": "scripted", "mode": "planar"}}
-    path = tmp_path / "test_pusht.yaml"
-    path.write_text(yaml.safe_dump(rig))
-    return path
-
-
-def test_eval_local_policy_records_and_reports(tmp_path, tiny_checkpoint, capsys):
+def test_eval_local_policy_records_and_reports(tmp_path, sim_rig, tiny_checkpoint, capsys):
     out = tmp_path / "eval"
-    code = main(["eval", "--rig", str(_sim_rig(tmp_path)), "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+    code = main(["eval", "--rig", str(sim_rig()), "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
                  "--episodes", "2", "--max-duration", "2.5", "--seed", "3", "--no-preview", "--out", str(out),
                  "--json", str(tmp_path / "results.json")])
     printed = capsys.readouterr().out
@@ -42,22 +25,43 @@ def test_eval_local_policy_records_and_reports(tmp_path, tiny_checkpoint, capsys
         assert dataset.video_path(1, 0).is_file()
 
 
-def test_eval_unreachable_remote_is_a_clear_error(tmp_path, capsys, monkeypatch):
+def test_eval_unreachable_remote_is_a_clear_error(sim_rig, capsys, monkeypatch):
     import robot_stack.cli.eval as eval_cli
 
     monkeypatch.setattr(eval_cli, "_SERVER_WAIT_S", 1.0)
-    code = main(["eval", "--rig", str(_sim_rig(tmp_path)), "--remote", "tcp://127.0.0.1:9", "--no-preview",
+    code = main(["eval", "--rig", str(sim_rig()), "--remote", "tcp://127.0.0.1:9", "--no-preview",
                  "--no-record"])
     assert code == 2
     assert "no policy server answers at tcp://127.0.0.1:9" in capsys.readouterr().err
 
 
-def test_eval_rig_without_the_policys_camera_is_a_clear_error(tmp_path, tiny_checkpoint, capsys):
-    rig = yaml.safe_load(_sim_rig(tmp_path).read_text())
-    rig["cameras"] = []
-    path = tmp_path / "no_camera.yaml"
-    path.write_text(yaml.safe_dump(rig))
-    code = main(["eval", "--rig", str(path), "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+def test_eval_rig_without_the_policys_camera_is_a_clear_error(sim_rig, tiny_checkpoint, capsys):
+    code = main(["eval", "--rig", str(sim_rig(cameras=[])), "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
                  "--no-preview", "--no-record"])
     assert code == 2
     assert "the policy observes 'camera_0' but the rig has cameras []" in capsys.readouterr().err
+
+
+def test_eval_stops_when_its_policy_process_dies(sim_rig, capsys, monkeypatch):
+    import robot_stack.server.local as local
+    from server_fakes import DyingCheckpointService
+
+    monkeypatch.setattr(local, "CheckpointService", DyingCheckpointService)
+    code = main(["eval", "--rig", str(sim_rig()), "--checkpoint", "any.ckpt", "--episodes", "3",
+                 "--max-duration", "5", "--no-preview", "--no-record"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err == "robot-stack eval: process 'policy': exited unexpectedly with code 3\n"
+    assert "success rate" not in captured.out
+
+
+def test_eval_warns_when_its_seeds_were_trained_on(sim_rig, tmp_path, tiny_checkpoint, caplog):
+    import torch
+
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    payload["train_state"]["scene_seeds"] = [100000, 100001, 5]
+    trained = tmp_path / "trained.ckpt"
+    torch.save(payload, trained)
+    assert main(["eval", "--rig", str(sim_rig()), "--checkpoint", str(trained), "--device", "cpu", "--episodes", "1",
+                 "--max-duration", "1", "--no-preview", "--no-record"]) == 0
+    assert "1 of the evaluation seeds were trained on (100000)" in caplog.text
