@@ -40,5 +40,9 @@ def interpolate_poses(ts: np.ndarray, poses: np.ndarray, query_ts: np.ndarray) -
         raise ValueError("interpolate_poses: timestamps must be strictly increasing")
     query = np.clip(query, ts[0], ts[-1])
     pos = np.stack([np.interp(query, ts, poses[:, i]) for i in range(3)], axis=-1)
-    rot = Slerp(ts, Rotation.from_rotvec(poses[:, 3:]))(query).as_rotvec()
+    if np.all(poses[:, 3:] == poses[0, 3:]):
+        # One orientation throughout (planar pushing): exactly what slerp would give, without its cost.
+        rot = np.repeat(poses[:1, 3:], len(query), axis=0)
+    else:
+        rot = Slerp(ts, Rotation.from_rotvec(poses[:, 3:]))(query).as_rotvec()
     return np.concatenate([pos, rot], axis=-1)

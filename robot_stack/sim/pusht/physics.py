@@ -28,12 +28,17 @@ from robot_stack.sim.pusht.geometry import (
     wrap_angle,
 )
 
+N_KEYPOINTS = 9
 # Ring-buffer record of the scene state. Poses/positions are in the table frame.
 SCENE_STATE_SPEC: dict[str, tuple[tuple[int, ...], Any]] = {
     "block_pose": ((3,), np.float64),  # [x, y, theta] of the block frame (origin at the T's centroid)
     "pusher_xy": ((2,), np.float64),  # centre of the tip disc
     "pusher_down": ((), np.bool_),  # tip low enough to push (TCP below table_z + contact_height)
     "coverage": ((), np.float64),  # IoU of the block with the goal region, 0..1
+    # area(block and goal) / area(goal): the original Diffusion Policy Push-T metric (success at >= 0.95)
+    "goal_coverage": ((), np.float64),
+    # the T's 8 outline corners and its centroid (table frame): the low-dim policy's view of the block
+    "keypoints": ((N_KEYPOINTS, 2), np.float64),
     "success": ((), np.bool_),  # coverage >= success_threshold
     "episode": ((), np.int64),  # number of resets so far (changes when a reset took effect)
     "seed": ((), np.int64),  # seed of the last reset
@@ -62,6 +67,7 @@ class PushTPhysics:
         self.dt = 1.0 / config.physics_hz
         self._parts = config.block_parts
         self._outline = config.block_outline
+        self._keypoints = np.vstack([self._outline, np.zeros((1, 2))])  # block frame: origin = centroid
         self._goal = np.asarray(config.goal_pose, dtype=np.float64)
         self._half = np.asarray(config.table_size, dtype=np.float64) / 2
         self._space = pymunk.Space()
@@ -210,6 +216,9 @@ class PushTPhysics:
             "pusher_xy": np.array(self._pusher_body.position, dtype=np.float64),
             "pusher_down": np.bool_(self._pusher_down),
             "coverage": np.float64(coverage),
+            # block and goal are the same shape: intersection / area = 2 IoU / (1 + IoU)
+            "goal_coverage": np.float64(2.0 * coverage / (1.0 + coverage)),
+            "keypoints": transform_points(self._keypoints, pose),
             "success": np.bool_(coverage >= self.config.success_threshold),
             "episode": np.int64(self._episode),
             "seed": np.int64(self._seed),

@@ -1,14 +1,10 @@
 """``SceneProcess``: the Push-T scene as a runtime device, driven by the robot's actual TCP.
 
 The child steps the physics at ``physics_hz``. Each tick it reads the latest actual TCP pose from the robot
-controller's state ring buffer (field ``SceneConfig.robot_pose_key``), maps its xy into the table frame as the
-tip's target and its z to "tip down / lifted", steps, and publishes a ``SCENE_STATE_SPEC`` record (runtime
-clock timestamp) into its own ring buffer, which cameras render from and recorders log. Resets arrive through
-a shared-memory command queue.
-
-Until the robot has published a pose the tip is lifted (it cannot push); the first pose places it. Non-finite
-TCP poses are ignored (the tip keeps its last good target; counted and logged) so a bad reading never
-teleports the tip through the block.
+controller's state ring buffer (field ``SceneConfig.robot_pose_key``), lets the tip follow it (``TcpTip``:
+xy into the table frame as the tip's target, z to "tip down / lifted", non-finite poses ignored), steps, and
+publishes a ``SCENE_STATE_SPEC`` record (runtime clock timestamp) into its own ring buffer, which cameras
+render from and recorders log. Resets arrive through a shared-memory command queue.
 """
 
 from __future__ import annotations
@@ -30,6 +26,7 @@ from robot_stack.runtime import (
 from robot_stack.sim.pusht.config import SceneConfig
 from robot_stack.sim.pusht.physics import SCENE_STATE_SPEC, PushTPhysics
 from robot_stack.sim.pusht.render import SceneRenderer, View
+from robot_stack.sim.pusht.tip import TcpTip
 
 log = logging.getLogger(__name__)
 
@@ -96,32 +93,16 @@ class SceneProcess(DeviceProcess):
     # -- child side --------------------------------------------------------------------------------------
     def setup(self) -> None:
         self._physics = PushTPhysics(self.config)
-        self._bad_poses = 0
+        self._tip = TcpTip(self.config, self._physics, self.name)
         self._late_ticks = 0
-        tip = self._read_tip()
-        self._physics.reset(self.seed, None if tip is None else tip[0])
-        self._tip_placed = tip is not None
-        self._physics.set_pusher_down(tip is not None and tip[1])
-        self._last_tip = tip
+        self._tip.start(self._robot_pose(), self.seed)
         self._period = 1.0 / self.config.physics_hz
         self._next_tick = now()
         self._publish()
 
     def step(self) -> None:
         commands = self.commands.get_all()
-        tip = self._read_tip() or self._last_tip
-        self._last_tip = tip
-        for seed in commands["seed"]:
-            self._physics.reset(int(seed), None if tip is None else tip[0])
-        if tip is None:
-            self._physics.step(self._physics.state()["pusher_xy"], pusher_down=False)
-        else:
-            xy, down = tip
-            if not self._tip_placed:
-                self._physics.set_pose(self._physics.block_pose, xy)
-                self._tip_placed = True
-            self._physics.step(xy, pusher_down=down)
-        self._publish()
+        self._publish(self._tip.tick(self._robot_pose(), [int(s) for s in commands["seed"]]))
         self._next_tick += self._period
         late = now() - self._next_tick
         if late > self._period:
@@ -131,24 +112,19 @@ class SceneProcess(DeviceProcess):
         precise_wait(self._next_tick, slack=0.0)
 
     def teardown(self) -> None:
-        if getattr(self, "_late_ticks", 0) or getattr(self, "_bad_poses", 0):  # 0 if setup failed early
+        tip = getattr(self, "_tip", None)  # None if setup failed early
+        if tip is not None and (self._late_ticks or tip.bad_poses):
             log.warning("%s: %d late physics ticks, %d non-finite robot poses ignored",
-                        self.name, self._late_ticks, self._bad_poses)
+                        self.name, self._late_ticks, tip.bad_poses)
 
-    def _read_tip(self) -> tuple[np.ndarray, bool] | None:
-        """Table-frame tip xy and whether it is down, from the robot's latest actual TCP pose."""
+    def _robot_pose(self) -> np.ndarray | None:
+        """The robot's latest actual TCP pose (None before its first state)."""
         try:
-            pose = self.robot_state.get()[self.config.robot_pose_key]
+            return self.robot_state.get()[self.config.robot_pose_key]
         except StaleDataError:
             return None
-        if not np.all(np.isfinite(pose)):
-            self._bad_poses += 1
-            if self._bad_poses == 1:
-                log.error("%s: ignoring non-finite robot TCP pose %s", self.name, pose)
-            return None
-        return self.config.base_to_table(pose[:2]), self.config.pusher_in_contact(float(pose[2]))
 
-    def _publish(self) -> None:
-        record = self._physics.state()
+    def _publish(self, record: dict[str, np.ndarray] | None = None) -> None:
+        record = self._physics.state() if record is None else record
         record["timestamp"] = np.float64(now())
         self.state.put(record)
