@@ -74,5 +74,7 @@ def test_collect_train_eval_on_the_sim_rig_without_libusb(tmp_path: Path, cli, n
                           "--episodes", "1", "--max-duration", "3", "--no-preview", "--out", str(tmp_path / "eval"),
                           "--json", str(results_file))
     assert "episode 0 (seed 100000)" in printed and "success rate" in printed
-    (result,) = json.loads(results_file.read_text())
-    assert result["chunks"] >= 2 and result["executed"] > 0 and 0.0 <= result["coverage"] <= 1.0
+    report = json.loads(results_file.read_text())
+    assert report["mode"] == "runtime" and report["episodes_scored"] == 1 and 0.0 <= report["score"] <= 1.0
+    (result,) = report["episodes"]
+    assert result["chunks"] >= 2 and result["executed"] > 0 and 0.0 <= result["final_coverage"] <= 1.0

@@ -73,7 +73,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, help="dataset folder for the recordings (default runs/eval/<rig>-<time>)")
     parser.add_argument("--no-record", action="store_true", help="do not record the episodes")
     parser.add_argument("--no-preview", action="store_true", help="no camera window (automatic without a display)")
-    parser.add_argument("--json", type=Path, help="also write the per-episode results here")
+    parser.add_argument("--json", type=Path,
+                        help="also write the results here: success_rate, mean_max_coverage, score, episodes")
+    parser.add_argument("--lockstep", action="store_true",
+                        help="evaluate on the lockstep simulator (simulated time, no processes, nothing recorded) "
+                        "instead of the runtime; simulated Push-T rigs and local checkpoints only")
+    parser.add_argument("--workers", type=_positive_int, help="--lockstep: episodes in parallel (default: the cores)")
+    parser.add_argument("--inference-latency", type=float, default=0.08,
+                        help="--lockstep: simulated seconds from request to action chunk (default 0.08)")
     parser.set_defaults(func=run)
 
 
@@ -95,8 +102,59 @@ def run(args: argparse.Namespace) -> int:
     if args.max_duration is not None and args.max_duration <= 0:
         raise ConfigError(f"--max-duration must be > 0 s, got {args.max_duration}")
     max_duration = args.max_duration or (rig.scene.time_limit if rig.scene is not None else 60.0)
+    if args.lockstep:
+        return _evaluate_lockstep(args, rig, max_duration)
+    if args.workers is not None:
+        raise ConfigError("--workers is for --lockstep evaluation")
     preflight(rig)
     return _evaluate(args, rig, max_duration)
+
+
+def _scene_fields(rig: RigConfig) -> list[str]:
+    """The scene state fields a policy may observe as ``scene_<field>`` on this rig (none without a scene)."""
+    from robot_stack.sim.pusht import SCENE_STATE_SPEC
+
+    return [f for f in SCENE_STATE_SPEC if f != "timestamp"] if rig.scene is not None else []
+
+
+def _evaluate_lockstep(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> int:
+    from tqdm import tqdm
+
+    from robot_stack.server.evaluation import results_json, summarize
+    from robot_stack.server.executor import ExecutorConfig, check_action_dim
+    from robot_stack.server.local import CheckpointService
+    from robot_stack.server.lockstep_eval import LockstepEvalConfig, evaluate_lockstep
+    from robot_stack.server.observation import check_policy_observations
+    from robot_stack.server.rollout import RolloutConfig
+    from robot_stack.sim.lockstep import check_lockstep_rig
+
+    if args.remote:
+        raise ConfigError("--lockstep runs the policy in this process: give --checkpoint, not --remote")
+    check_lockstep_rig(rig.name, rig.robot, rig.scene, rig.cameras)
+    dt = None if args.frequency is None else 1.0 / args.frequency
+    info, trained_seeds = CheckpointService(args.checkpoint, "cpu", dt).check()
+    check_policy_observations(info, range(len(rig.cameras)), scene_fields=_scene_fields(rig))
+    check_action_dim(info.action_dim)
+    _warn_trained_seeds(args, rig, trained_seeds)
+    dt = dt or info.dt or 1.0 / DEFAULT_FREQUENCY
+    config = LockstepEvalConfig(
+        args.checkpoint, rig.robot, rig.scene, tuple(rig.cameras),
+        ExecutorConfig(dt=dt, steps_per_inference=args.steps_per_inference, action_delay_steps=_action_delay_steps()),
+        RolloutConfig(max_duration=max_duration, inference_timeout=args.inference_timeout), rig.planar_z,
+        inference_latency=args.inference_latency)
+    seeds = list(range(args.seed, args.seed + args.episodes))
+    with tqdm(total=len(seeds), desc="lockstep eval", unit="ep", disable=None) as bar:
+        def on_result(result) -> None:
+            bar.update(1)
+            bar.write(result.summary())
+        results = evaluate_lockstep(config, seeds, args.workers, on_result)
+    print(summarize(results), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"mode": "lockstep", "checkpoint": str(args.checkpoint), "rig": rig.name,
+                                         "inference_latency": args.inference_latency, **results_json(results)},
+                                        indent=1))
+    return 0
 
 
 def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> int:
@@ -104,7 +162,7 @@ def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> 
     from robot_stack.data.episode_recorder import CameraStream, EpisodeRecorder
     from robot_stack.data.preview import Preview
     from robot_stack.data.terminal_keys import TerminalKeys
-    from robot_stack.server.evaluation import EvalConfig, run_evaluation, summarize
+    from robot_stack.server.evaluation import EvalConfig, results_json, run_evaluation, summarize
     from robot_stack.server.executor import ExecutorConfig, check_action_dim
     from robot_stack.server.local import CheckpointService, PolicyProcess
     from robot_stack.server.observation import check_policy_observations
@@ -128,7 +186,7 @@ def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> 
             policy_processes.append(policy)
             endpoint = policy.endpoint
             client = stack.enter_context(PolicyClient(endpoint, token=args.token, timeout=args.inference_timeout))
-        check_policy_observations(info, range(len(rig.cameras)))
+        check_policy_observations(info, range(len(rig.cameras)), scene_fields=_scene_fields(rig))
         check_action_dim(info.action_dim)
         _warn_trained_seeds(args, rig, trained_seeds)
         dt = 1.0 / args.frequency if args.frequency else (info.dt or 1.0 / DEFAULT_FREQUENCY)
@@ -165,7 +223,9 @@ def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> 
         )
     print(summarize(results), flush=True)
     if args.json:
-        args.json.write_text(json.dumps([_result_dict(r) for r in results], indent=1))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"mode": "runtime", "checkpoint": str(args.checkpoint or args.remote),
+                                         "rig": rig.name, **results_json(results)}, indent=1))
     return 0
 
 
@@ -200,16 +260,3 @@ def _action_delay_steps() -> int:
     from robot_stack.data.collection import ACTION_DELAY_STEPS
 
     return ACTION_DELAY_STEPS
-
-
-def _result_dict(result) -> dict:
-    ex = result.rollout.execution
-    return {
-        "episode": result.index, "seed": result.seed, "end_reason": result.end_reason,
-        "duration": result.rollout.duration, "success": result.success, "coverage": result.coverage,
-        "max_coverage": result.max_coverage, "recorded_as": result.saved_as, "chunks": ex.chunks,
-        "executed": ex.scheduled, "dropped": ex.dropped, "superseded": ex.superseded,
-        "latency_mean": sum(ex.latencies) / len(ex.latencies) if ex.latencies else None,
-        "inference_timeouts": result.rollout.inference_timeouts,
-        "server_unreachable": result.rollout.server_unreachable,
-    }

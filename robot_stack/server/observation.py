@@ -38,10 +38,15 @@ def policy_images(frames: Sequence[np.ndarray], size: tuple[int, int]) -> np.nda
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
 
 
+SCENE_PREFIX = "scene_"  # low-dim keys read from the simulated scene's state (as the recorder names them)
+
+
 def check_policy_observations(info: PolicyInfo, camera_indices: Collection[int],
-                              state_fields: Mapping[str, str] = ROBOT_STATE_FIELDS) -> None:
+                              state_fields: Mapping[str, str] = ROBOT_STATE_FIELDS,
+                              scene_fields: Collection[str] = ()) -> None:
     """``ConfigError`` unless every observation of the policy has a source: camera ``camera_<i>`` among
-    ``camera_indices``, low-dim keys among ``state_fields``. (Run before a rig starts, and by the assembler.)"""
+    ``camera_indices``, low-dim keys among ``state_fields`` or ``scene_<field>`` for a field of the scene
+    state (``scene_fields``; none on real rigs). (Run before a rig starts, and by the assembler.)"""
     for key, shape in info.obs_shapes.items():
         if len(shape) == 3:
             if _camera_index(key) not in camera_indices:
@@ -49,6 +54,11 @@ def check_policy_observations(info: PolicyInfo, camera_indices: Collection[int],
                     f"the policy observes '{key}' but the rig has cameras {sorted(camera_indices)}; "
                     "use a checkpoint trained for this rig's cameras"
                 )
+        elif key.startswith(SCENE_PREFIX):
+            if key[len(SCENE_PREFIX):] not in scene_fields:
+                where = f"the scene provides {', '.join(SCENE_PREFIX + f for f in sorted(scene_fields))}" \
+                    if scene_fields else "this rig has no simulated scene"
+                raise ConfigError(f"the policy observes '{key}', but {where}")
         elif key not in state_fields:
             raise ConfigError(
                 f"the policy observes '{key}', which no robot state field provides "
@@ -76,7 +86,9 @@ class ObservationAssembler:
     """Builds ``{key: (n_obs_steps, ...)}`` observation dicts for ``info`` from ring buffers.
 
     ``cameras`` maps camera index -> ring buffer with ``image_field`` (HxWx3 uint8) and ``timestamp``;
-    ``robot_state`` is the controller's state buffer (``timestamp`` plus the fields of ``state_fields``).
+    ``robot_state`` is the controller's state buffer (``timestamp`` plus the fields of ``state_fields``);
+    ``scene_state`` (simulated rigs) provides the ``scene_<field>`` keys, with the same freshness checks.
+    Any buffer with ``SharedMemoryRingBuffer``'s reading interface will do (the lockstep simulator's).
     """
 
     def __init__(
@@ -89,6 +101,7 @@ class ObservationAssembler:
         state_fields: Mapping[str, str] = ROBOT_STATE_FIELDS,
         image_field: str = "color",
         clock: Callable[[], float] = now,
+        scene_state: SharedMemoryRingBuffer | None = None,
     ):
         self.info = info
         self.dt = dt
@@ -98,19 +111,24 @@ class ObservationAssembler:
         self.image_field = image_field
         self.cameras: dict[str, SharedMemoryRingBuffer] = {}
         self.low_dim: dict[str, str] = {}
-        check_policy_observations(info, list(cameras), state_fields)
+        self.scene_low_dim: dict[str, str] = {}
+        scene_fields = [f for f in scene_state.spec if f != "timestamp"] if scene_state is not None else []
+        check_policy_observations(info, list(cameras), state_fields, scene_fields)
         for key, shape in info.obs_shapes.items():
             if len(shape) == 3:
                 index = _camera_index(key)
                 if image_field not in cameras[index].spec:
                     raise ConfigError(f"camera {index}'s buffer has no '{image_field}' field")
                 self.cameras[key] = cameras[index]
+            elif key.startswith(SCENE_PREFIX):
+                self.scene_low_dim[key] = key[len(SCENE_PREFIX):]
             else:
                 field = state_fields[key]
                 if field not in robot_state.spec:
                     raise ConfigError(f"robot state buffer has no field '{field}' (for observation '{key}')")
                 self.low_dim[key] = field
         self.robot_state = robot_state
+        self.scene_state = scene_state
 
     def query_times(self, t_obs: float) -> np.ndarray:
         """The ``n_obs_steps`` times (oldest first) observed for reference time ``t_obs``."""
@@ -122,7 +140,10 @@ class ObservationAssembler:
         latest_frames = {key: self._latest_time(rb, key) for key, rb in self.cameras.items()}
         robot_latest = self._latest_time(self.robot_state, "robot state")
         t_obs = max(latest_frames.values()) if latest_frames else robot_latest
-        for source, t in [*latest_frames.items(), ("robot state", robot_latest)]:
+        sources = [*latest_frames.items(), ("robot state", robot_latest)]
+        if self.scene_low_dim:
+            sources.append(("scene state", self._latest_time(self.scene_state, "scene state")))
+        for source, t in sources:
             if t_now - t > self.config.max_age:
                 raise StaleObservationError(
                     f"{source}: newest data is {t_now - t:.3f} s old (limit {self.config.max_age} s); "
@@ -133,7 +154,9 @@ class ObservationAssembler:
         for key, rb in self.cameras.items():
             obs[key] = self._camera_history(key, rb, queries)
         if self.low_dim:
-            obs.update(self._robot_history(queries))
+            obs.update(self._low_dim_history(self.robot_state, self.low_dim, queries, "robot state"))
+        if self.scene_low_dim:
+            obs.update(self._low_dim_history(self.scene_state, self.scene_low_dim, queries, "scene state"))
         return obs, float(t_obs)
 
     def _latest_time(self, rb: SharedMemoryRingBuffer, source: str) -> float:
@@ -155,27 +178,28 @@ class ObservationAssembler:
             )
         return policy_images([frames[self.image_field][i] for i in idx], self.info.obs_shapes[key][1:])
 
-    def _robot_history(self, queries: np.ndarray) -> dict[str, np.ndarray]:
+    def _low_dim_history(self, buffer: SharedMemoryRingBuffer, fields: Mapping[str, str], queries: np.ndarray,
+                         source: str) -> dict[str, np.ndarray]:
         # Read back far enough to hold a sample at or before the oldest query time (interpolate, not clamp).
-        records = self.robot_state.get_since(queries[0] - self.config.max_age)
+        records = buffer.get_since(queries[0] - self.config.max_age)
         ts = records["timestamp"]
         if len(ts) == 0 or ts[0] > queries[0]:
             raise StaleObservationError(
-                f"robot state: no sample within {self.config.max_age} s before the observation window"
+                f"{source}: no sample within {self.config.max_age} s before the observation window"
             )
         keep = np.concatenate([[True], np.diff(ts) > 0])  # interpolation needs strictly increasing times
         ts = ts[keep]
         out: dict[str, np.ndarray] = {}
-        for key, field in self.low_dim.items():
+        for key, field in fields.items():
             values = records[field][keep].astype(np.float64)
             if key in _POSE_KEYS:
                 hist = interpolate_poses(ts, values, queries)
             else:
                 flat = values.reshape(len(ts), -1)
                 hist = np.stack([np.interp(queries, ts, flat[:, j]) for j in range(flat.shape[1])], axis=-1)
-                hist = hist.reshape(len(queries), *values.shape[1:])
+                hist = hist.reshape(len(queries), -1)  # flat, as training reads it (e.g. 9x2 keypoints -> 18)
             if not np.isfinite(hist).all():
-                raise StaleObservationError(f"robot state '{field}' contains NaN/inf")
+                raise StaleObservationError(f"{source} '{field}' contains NaN/inf")
             out[key] = hist.astype(np.float32)
         return out
 

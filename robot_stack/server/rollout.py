@@ -68,8 +68,11 @@ def run_rollout(
     should_end: Callable[[], str | None] = lambda: None,
     on_tick: Callable[[], None] | None = None,
     clock: Callable[[], float] = now,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> RolloutStats:
-    """Run the policy until ``should_end()`` returns a reason or ``max_duration`` passes; returns stats."""
+    """Run the policy until ``should_end()`` returns a reason or ``max_duration`` passes; returns stats.
+
+    ``clock``/``sleep`` are the time base (the lockstep simulator passes its simulated clock and advance)."""
     stats = RolloutStats(execution=executor.stats)
     t_start = clock()
     next_inference = t_start
@@ -129,7 +132,7 @@ def run_rollout(
                 stats.inference_timeouts += 1
                 next_inference = fail("timeout", f"no chunk within {config.inference_timeout} s", clock())
         else:
-            time.sleep(max(0.0, min(config.tick, next_inference - clock())))
+            sleep(max(0.0, min(config.tick, next_inference - clock())))
     if client.in_flight:
         client.cancel()
     executor.finish()

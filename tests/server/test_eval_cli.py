@@ -15,7 +15,7 @@ def test_eval_local_policy_records_and_reports(tmp_path, sim_rig, tiny_checkpoin
     assert code == 0, printed
     assert "episode 0 (seed 3)" in printed and "episode 1 (seed 4)" in printed
     assert "success rate" in printed and "coverage" in printed
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = json.loads((tmp_path / "results.json").read_text())["episodes"]
     assert [r["seed"] for r in results] == [3, 4]
     assert all(r["chunks"] >= 2 and r["executed"] > 0 and r["recorded_as"] is not None for r in results)
     with EpisodeDataset.open(out) as dataset:

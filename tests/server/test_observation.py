@@ -136,3 +136,30 @@ def test_rig_mismatch_is_a_config_error(buffers):
         ObservationAssembler(PolicyInfo(2, 8, 16, 2, {"block_pose": (3,)}), 0.1, cams, robot)
     with pytest.raises(ConfigError, match="actual_tcp_speed"):
         ObservationAssembler(PolicyInfo(2, 8, 16, 2, {"robot_eef_pose_vel": (6,)}), 0.1, cams, robot)
+
+
+def test_scene_state_keys_feed_low_dim_policies_with_the_same_checks(buffers):
+    from robot_stack.runtime.record_buffer import RecordBuffer
+
+    _, robot = buffers
+    _fill_robot(robot)
+    scene = RecordBuffer({"keypoints": ((9, 2), np.float64), "coverage": ((), np.float64),
+                          "timestamp": ((), np.float64)}, 256)
+    for t in np.arange(99.5, 101.0, 0.01):
+        scene.put({"keypoints": np.full((9, 2), t - 100.0), "coverage": 0.5, "timestamp": t})
+    info = PolicyInfo(2, 8, 16, 2, {"scene_keypoints": (18,), "robot_eef_pose": (2,)})
+    asm = ObservationAssembler(info, 0.1, {}, robot, clock=FakeClock(100.99), scene_state=scene)
+    obs, t_obs = asm.assemble()
+    assert obs["scene_keypoints"].shape == (2, 18)  # flat, as training reads it
+    # interpolated at the query times (the newest scene record is up to one physics tick older than t_obs)
+    np.testing.assert_allclose(obs["scene_keypoints"][:, 0], [t_obs - 0.1 - 100.0, t_obs - 100.0], atol=0.011)
+
+    # The robot is fresh enough for a 0.4 s limit, the scene (last record at 100.99) is not.
+    _fill_robot(robot, 101.0, 101.3)
+    with pytest.raises(StaleObservationError, match="scene state: newest data is"):
+        ObservationAssembler(info, 0.1, {}, robot, clock=FakeClock(101.3), scene_state=scene,
+                             config=ObservationConfig(max_age=0.2)).assemble()
+    with pytest.raises(ConfigError, match="observes 'scene_keypoints', but this rig has no simulated scene"):
+        ObservationAssembler(info, 0.1, {}, robot)
+    with pytest.raises(ConfigError, match="scene provides scene_coverage, scene_keypoints"):
+        ObservationAssembler(PolicyInfo(2, 8, 16, 2, {"scene_velocity": (2,)}), 0.1, {}, robot, scene_state=scene)
