@@ -50,6 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--manual", action="store_true", help="scripted: start/stop episodes with the keys")
     parser.add_argument("--seed", type=int, default=0, help="scene seed of the first episode (default 0)")
     parser.add_argument("--no-preview", action="store_true", help="no camera window (automatic without a display)")
+    parser.add_argument("--lockstep", action="store_true",
+                        help="scripted only: record on the lockstep simulator (simulated time, no processes, many "
+                        "times real time) instead of the runtime; the same dataset")
+    parser.add_argument("--workers", type=int, help="--lockstep: episodes in parallel (default: the CPU cores)")
     parser.set_defaults(func=run)
 
 
@@ -88,8 +92,43 @@ def run(args: argparse.Namespace) -> int:
     if scene_cfg is not None and args.seed + (args.episodes or 1) > HELD_OUT_SEED_START:
         log.warning("scene seeds from %d on are held out for evaluation (robot-stack eval's default); "
                     "demonstrations recorded on them make those evaluations dishonest", HELD_OUT_SEED_START)
+    if args.lockstep:
+        return _collect_lockstep(args, rig, profile, config)
+    if args.workers is not None:
+        raise ConfigError("--workers is for --lockstep collection")
     preflight(rig)
     return _collect(args, rig, device, profile, config, mapper)
+
+
+def _collect_lockstep(args, rig, profile, config) -> int:
+    from tqdm import tqdm
+
+    from robot_stack.data.dataset import EpisodeDataset
+    from robot_stack.data.lockstep_collect import LockstepCollectConfig, collect_lockstep
+
+    if profile.device != "scripted" or args.manual:
+        raise ConfigError("--lockstep records the scripted expert only: use --teleop scripted (without --manual)")
+    if args.episodes is None:
+        raise ConfigError("--lockstep needs --episodes N")
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    lockstep = LockstepCollectConfig(rig.robot, rig.scene, tuple(rig.cameras), profile, rig.teleop.mode, rig.planar_z,
+                                     frequency=config.frequency, max_duration=config.max_duration,
+                                     success_hold=config.success_hold, keep_failed=config.keep_failed)
+    with EpisodeDataset.open(args.out, mode="a") as dataset:
+        before = dataset.n_episodes
+        failed = 0
+        with tqdm(total=args.episodes, desc="lockstep demos", unit="ep", disable=None) as bar:
+            def on_demo(demo, index) -> None:
+                nonlocal failed
+                if index is None:
+                    failed += 1
+                bar.update(index is not None)
+                bar.set_postfix(seed=demo.seed, failed=failed)
+            saved = collect_lockstep(lockstep, dataset, args.episodes, args.seed, args.workers, on_demo)
+        print(f"{len(saved)} episode(s) saved this session ({failed} unsuccessful not kept); {args.out} now holds "
+              f"{dataset.n_episodes} (was {before})", flush=True)
+    return 0
 
 
 def _collect(args, rig, device, profile, config, mapper) -> int:

@@ -166,7 +166,8 @@ class EpisodeDataset:
         if not self.video_root.is_dir():
             return
         for entry in self.video_root.iterdir():
-            stale = entry.name == _STAGING or (entry.name.isdigit() and int(entry.name) >= self.n_episodes)
+            # Dot folders are staging areas (the recorder's, lockstep collection's).
+            stale = entry.name.startswith(".") or (entry.name.isdigit() and int(entry.name) >= self.n_episodes)
             if stale:
                 log.warning("%s: removing %s, left by an episode that was not saved", self.root, entry)
                 shutil.rmtree(entry, ignore_errors=True)

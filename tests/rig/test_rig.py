@@ -84,7 +84,7 @@ def test_started_sim_rig_runs_arm_scene_and_both_cameras() -> None:
 
 def test_a_shipped_rig_can_be_given_by_name() -> None:
     assert load_rig("sim_pusht") == load_rig(CONFIGS / "sim_pusht.yaml")
-    with pytest.raises(ConfigError, match=r"unknown rig 'sim_pushtt'.*sim_pusht, sim_ur5, ur5_cb3_example"):
+    with pytest.raises(ConfigError, match=r"unknown rig 'sim_pushtt'.*sim_pusht, sim_pusht_state, sim_ur5, ur5_cb3_example"):
         load_rig("sim_pushtt")
     with pytest.raises(ConfigError, match="rig file not found: nowhere/rig.yaml"):
         load_rig("nowhere/rig.yaml")
