@@ -33,7 +33,7 @@ from typing import Any, Literal, Mapping
 
 from robot_stack.config import ConfigError, load_dataclass, read_yaml
 
-BUILTIN_TASKS = ("push_t", "push_t_small", "mug_flip", "sauce")
+BUILTIN_TASKS = ("push_t", "push_t_small", "push_t_lowdim", "mug_flip", "sauce")
 
 
 @dataclass
