@@ -98,6 +98,8 @@ class EpisodeResult:
             parts.append(f"latency {np.mean(ex.latencies):.3f} s mean / {np.max(ex.latencies):.3f} s max")
         problems = {"refused observations": self.rollout.refused_observations,
                     "inference timeouts": self.rollout.inference_timeouts,
+                    "late chunks used": self.rollout.late_chunks,
+                    "requests abandoned": self.rollout.abandoned_requests,
                     "server unreachable": self.rollout.server_unreachable,
                     "server errors": self.rollout.server_errors, "rejected chunks": ex.rejected_chunks,
                     "plan gaps": ex.plan_gaps}
@@ -128,6 +130,7 @@ def results_json(results: Sequence[EpisodeResult]) -> dict:
                  "dropped": r.rollout.execution.dropped, "superseded": r.rollout.execution.superseded,
                  "latency_mean": float(np.mean(r.rollout.execution.latencies)) if r.rollout.execution.latencies
                  else None, "inference_timeouts": r.rollout.inference_timeouts,
+                 "late_chunks": r.rollout.late_chunks, "abandoned_requests": r.rollout.abandoned_requests,
                  "server_unreachable": r.rollout.server_unreachable, "recorded_as": r.saved_as} for r in results]
     return {
         "episodes_scored": len(scored),

@@ -5,7 +5,12 @@ observation history and submit it; while a request is in flight, wait (briefly) 
 to the executor. The loop never blocks longer than ``tick`` so ``should_end`` and ``on_tick`` (preview,
 recording) run regularly, and the robot side stays in control whatever the server does:
 
-* server slow: the request is abandoned after ``inference_timeout``; a new one is sent with fresh data;
+* server slow: a request still unanswered after the timeout is counted (``inference_timeouts``) but not
+  given up: its chunk, when it comes, is used — the executor drops the actions whose time has passed and
+  runs the rest (resending would only put the next request behind the same slow server, and under load
+  the arm would never move). The timeout adapts: ``inference_timeout``, or twice the slowest recent
+  latency when that is longer. Only after ``ABANDON_FACTOR`` timeouts is the request abandoned (the server
+  is presumed lost) and a new one sent with fresh data;
 * server gone: ``submit`` fails at once (counted), retried every ``retry_interval``;
 * server returns an error or a bad chunk: counted, retried with fresh data.
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -30,6 +36,9 @@ from robot_stack.server.observation import ObservationAssembler, StaleObservatio
 from robot_stack.server.transport import PolicyClient, PolicyTimeout, RemoteError
 
 log = logging.getLogger(__name__)
+
+ABANDON_FACTOR = 5  # a request unanswered for this many timeouts is given up (the server is presumed lost)
+_LATENCY_WINDOW = 10  # recent request-to-chunk times the adaptive timeout looks at
 
 
 @dataclass
@@ -54,7 +63,9 @@ class RolloutStats:
     duration: float = 0.0
     execution: ExecutionStats = field(default_factory=ExecutionStats)
     refused_observations: int = 0  # stale/misaligned/unsendable: no inference from them
-    inference_timeouts: int = 0
+    inference_timeouts: int = 0  # requests still unanswered after the (adaptive) timeout
+    late_chunks: int = 0  # chunks that came after the timeout (their future actions were still used)
+    abandoned_requests: int = 0  # requests given up after ABANDON_FACTOR timeouts
     server_unreachable: int = 0
     server_errors: int = 0
     outcomes: list[ChunkOutcome] = field(default_factory=list)
@@ -77,7 +88,12 @@ def run_rollout(
     t_start = clock()
     next_inference = t_start
     t_submitted = 0.0
+    timed_out = False  # the in-flight request passed the timeout (counted once)
+    recent: deque[float] = deque(maxlen=_LATENCY_WINDOW)  # request-to-chunk times
     problem: str | None = None  # the current failure, logged once when it starts and once when it clears
+
+    def timeout() -> float:
+        return max(config.inference_timeout, 2.0 * max(recent, default=0.0))
 
     def fail(kind: str, message: str, retry_at: float) -> float:
         nonlocal problem
@@ -104,6 +120,7 @@ def run_rollout(
                 obs, t_obs = assembler.assemble()
                 client.submit(obs, t_obs)
                 t_submitted = clock()
+                timed_out = False
             except StaleObservationError as exc:
                 stats.refused_observations += 1
                 next_inference = fail("stale observation", str(exc), t + config.retry_interval)
@@ -114,23 +131,29 @@ def run_rollout(
                 stats.refused_observations += 1
                 next_inference = fail("unsendable observation", str(exc), t + config.retry_interval)
         if client.in_flight:
-            wait = min(config.tick, max(0.0, t_submitted + config.inference_timeout - clock()))
             try:
-                chunk = client.poll(wait)
+                chunk = client.poll(config.tick)
             except RemoteError as exc:
                 stats.server_errors += 1
                 next_inference = fail("server error", str(exc), clock() + config.retry_interval)
                 continue
+            waited = clock() - t_submitted
             if chunk is not None:
                 if problem is not None:
                     log.info("policy recovered (%s cleared)", problem)
                     problem = None
+                stats.late_chunks += timed_out
+                recent.append(waited)
                 stats.outcomes.append(executor.accept(chunk))
                 next_inference = executor.next_inference_time(chunk)
-            elif clock() - t_submitted >= config.inference_timeout:
+            elif waited >= ABANDON_FACTOR * timeout():
                 client.cancel()
+                stats.abandoned_requests += 1
+                next_inference = fail("lost", f"no chunk within {waited:.2f} s; sending a fresh request", clock())
+            elif waited >= timeout() and not timed_out:
+                timed_out = True
                 stats.inference_timeouts += 1
-                next_inference = fail("timeout", f"no chunk within {config.inference_timeout} s", clock())
+                fail("timeout", f"no chunk within {timeout():.2f} s; still waiting for it", clock())
         else:
             sleep(max(0.0, min(config.tick, next_inference - clock())))
     if client.in_flight:
