@@ -18,6 +18,7 @@ from pathlib import Path
 
 from robot_stack.config import ConfigError, load_dataclass
 from robot_stack.policy.config import BUILTIN_TASKS, TaskConfig, load_task_config, merge_dicts
+from robot_stack.sim.pusht.config import SELECTION_SEED_START
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-workers", type=int, help="override training.num_workers (data loading processes)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest.ckpt")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. for log files)")
+    rollouts = parser.add_argument_group(
+        "rollout evaluation", "every --eval-every epochs, roll the EMA policy out on the lockstep simulator, log "
+        "the success rate and keep the best checkpoints by it (seeds from --eval-seed: neither the demos' nor "
+        "eval's held-out ones)")
+    rollouts.add_argument("--eval-rig", help="simulated Push-T rig to roll out on (e.g. sim_pusht); off by default")
+    rollouts.add_argument("--eval-every", type=_positive, default=10, help="epochs between rollouts (default 10)")
+    rollouts.add_argument("--eval-episodes", type=_positive, default=10, help="episodes per rollout (default 10)")
+    rollouts.add_argument("--eval-seed", type=int, default=SELECTION_SEED_START,
+                          help=f"first scene seed of the rollouts (default {SELECTION_SEED_START})")
     parser.set_defaults(func=run)
 
 
@@ -78,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
                 training[key] = value
         cfg = load_task_config(args.config, {"training": training})
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    trainer = Trainer(cfg, args.dataset, args.out, device=device, resume=args.resume, show_progress=not args.no_progress)
+    evaluator = _rollout_evaluator(args, cfg) if args.eval_rig else None
+    trainer = Trainer(cfg, args.dataset, args.out, device=device, resume=args.resume, show_progress=not args.no_progress,
+                      evaluator=evaluator, eval_every=args.eval_every)
     result = trainer.run()
     best = f", best {result.best[0][1]}" if result.best else ""
     val = "" if result.val_loss is None else f", val loss {result.val_loss:.5f}"
@@ -87,6 +99,24 @@ def run(args: argparse.Namespace) -> int:
         f"train loss {result.train_loss:.5f}{val}; checkpoints in {args.out}{best}"
     )
     return 0
+
+
+def _rollout_evaluator(args: argparse.Namespace, cfg: TaskConfig):
+    """The success rate of a policy on the lockstep simulator (the rig named by --eval-rig)."""
+    from robot_stack.cli.eval import DEFAULT_FREQUENCY
+    from robot_stack.data.collection import ACTION_DELAY_STEPS
+    from robot_stack.rig import load_rig
+    from robot_stack.server.executor import ExecutorConfig
+    from robot_stack.server.lockstep_eval import LockstepEvalConfig, success_rate_evaluator
+    from robot_stack.server.rollout import RolloutConfig
+
+    rig = load_rig(args.eval_rig)
+    if rig.scene is None:
+        raise ConfigError(f"--eval-rig {args.eval_rig}: rollouts need a simulated Push-T rig (a scene: section)")
+    config = LockstepEvalConfig(None, rig.robot, rig.scene, tuple(rig.cameras),
+                                ExecutorConfig(dt=1.0 / DEFAULT_FREQUENCY, action_delay_steps=ACTION_DELAY_STEPS),
+                                RolloutConfig(max_duration=rig.scene.time_limit), rig.planar_z)
+    return success_rate_evaluator(config, range(args.eval_seed, args.eval_seed + args.eval_episodes))
 
 
 def _positive(text: str) -> int:

@@ -130,7 +130,7 @@ def export_for_inference(src: str | Path, dst: str | Path) -> Path:
     payload = load_checkpoint(src)
     states = payload["state_dicts"]
     weights = states.get("ema_model", states["model"])
-    kept = {k: payload["train_state"][k] for k in ("global_step", "epoch", "train_loss", "val_loss", "scene_seeds")
+    kept = {k: payload["train_state"][k] for k in ("global_step", "epoch", "train_loss", "val_loss", "scene_seeds", "eval_history")
             if k in payload["train_state"]}
     return save_checkpoint(dst, task_config_from_dict(payload["config"]), {"model": weights}, kept)
 

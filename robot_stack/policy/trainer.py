@@ -5,6 +5,14 @@ Output folder::
     OUT/latest.ckpt                                   everything needed to resume (incl. optimizer)
     OUT/epoch=0012-step=0000340-val_loss=0.0123.ckpt  the ``top_k`` best by validation loss (weights only;
                                                       by train loss when there is no validation split)
+    OUT/epoch=0040-step=0005480-success=0.900.ckpt    with a rollout ``evaluator``: the ``top_k`` best by
+                                                      success rate instead (ties: the later one)
+
+Rollout evaluation (like the original's env runner): given ``evaluator(policy) -> success rate`` and
+``eval_every`` epochs, the EMA policy is rolled out every ``eval_every`` epochs (and at the end); the
+success rates are logged, kept in ``train_state["eval_history"]`` as ``[step, rate]`` pairs (the
+learning curve) and rank the kept checkpoints. The evaluator comes from above (the CLI builds one on the
+lockstep simulator), so this module needs nothing from the robot side.
 
 Determinism: with the same seed, dataset and device, runs are identical. The data order of epoch ``e``
 is drawn from ``seed + e``, and the torch RNG (noise, diffusion steps, crops) is saved in every
@@ -23,6 +31,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -85,7 +94,14 @@ class Trainer:
         device: str = "cpu",
         resume: bool = False,
         show_progress: bool = True,
+        evaluator: Callable[[DiffusionPolicy], float] | None = None,
+        eval_every: int = 10,
     ):
+        if eval_every < 1:
+            raise ConfigError(f"rollout evaluation every {eval_every} epochs: must be >= 1")
+        self.evaluator = evaluator
+        self.eval_every = eval_every
+        self.eval_history: list[tuple[int, float]] = []
         self.out_dir = Path(out_dir)
         self.device = resolve_device(device)
         self.show_progress = show_progress
@@ -166,8 +182,13 @@ class Trainer:
                     self.val_loss = self.validate()
                 log.info("epoch %d step %d: train loss %.5f, val loss %s", self.epoch, self.global_step, train_loss,
                          "n/a" if self.val_loss is None else f"{self.val_loss:.5f}")
-                if self.epoch % t.checkpoint_every_epochs == 0 or last:
+                evaluated = self.evaluator is not None and (self.epoch % self.eval_every == 0 or last)
+                if evaluated:
+                    self._evaluate()
+                if evaluated or (self.evaluator is None and (self.epoch % t.checkpoint_every_epochs == 0 or last)):
                     self._checkpoint(train_loss)
+                elif self.epoch % t.checkpoint_every_epochs == 0:
+                    self._save_latest(train_loss)
         except KeyboardInterrupt:
             log.warning("interrupted: saving %s at step %d", self.out_dir / LATEST, self.global_step)
             self._save_latest(train_loss)
@@ -204,6 +225,19 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(epoch=self.epoch, loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}")
         return (float(np.mean(losses)) if losses else float("nan")), complete
+
+    def _evaluate(self) -> None:
+        model = self.ema.ema_model if self.ema is not None else self.policy
+        was_training = model.training
+        model.eval()
+        rng = torch.get_rng_state()  # rollouts draw noise: keep training's random stream as it was
+        try:
+            rate = float(self.evaluator(model))
+        finally:
+            torch.set_rng_state(rng)
+            model.train(was_training)
+        self.eval_history.append((self.global_step, rate))
+        log.info("epoch %d step %d: rollout success rate %.3f", self.epoch, self.global_step, rate)
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -252,6 +286,7 @@ class Trainer:
             "scene_seeds": sorted(set(self.scene_seeds)),
             "val_episodes": list(self.val_set.episodes) if self.val_set is not None else [],
             "best": [[m, name] for m, name in self.best],
+            "eval_history": [[s, r] for s, r in self.eval_history],
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.zeros(0, dtype=torch.uint8),
         }
@@ -260,8 +295,14 @@ class Trainer:
         save_checkpoint(self.out_dir / LATEST, self.cfg, self._state_dicts(True), self._train_state(train_loss))
 
     def _checkpoint(self, train_loss: float) -> None:
-        metric_name, metric = ("val_loss", self.val_loss) if self.val_loss is not None else ("train_loss", train_loss)
-        name = f"epoch={self.epoch:04d}-step={self.global_step:07d}-{metric_name}={metric:.6f}.ckpt"
+        if self.evaluator is not None:
+            # Ranked by success; among equal rates the later (more trained) checkpoint comes first.
+            rate = self.eval_history[-1][1]
+            metric, label = -rate - 1e-9 * self.global_step, f"success={rate:.3f}"
+        else:
+            name_, metric = ("val_loss", self.val_loss) if self.val_loss is not None else ("train_loss", train_loss)
+            label = f"{name_}={metric:.6f}"
+        name = f"epoch={self.epoch:04d}-step={self.global_step:07d}-{label}.ckpt"
         k = self.cfg.training.top_k
         if math.isfinite(metric) and (len(self.best) < k or metric < self.best[-1][0]):
             save_checkpoint(self.out_dir / name, self.cfg, self._state_dicts(False), self._train_state(train_loss))
@@ -282,6 +323,7 @@ class Trainer:
         self.global_step, self.epoch = int(ts["global_step"]), int(ts["epoch"])
         self.val_loss = ts["val_loss"]
         self.best = [(float(m), str(n)) for m, n in ts["best"]]
+        self.eval_history = [(int(s), float(r)) for s, r in ts.get("eval_history", [])]
         torch.set_rng_state(ts["torch_rng"])
         if self.device.type == "cuda" and ts["cuda_rng"].numel():
             torch.cuda.set_rng_state(ts["cuda_rng"], self.device)

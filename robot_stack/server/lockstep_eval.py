@@ -77,7 +77,7 @@ class LockstepPolicyClient:
 class LockstepEvalConfig:
     """What every lockstep episode shares (picklable: it travels to the worker processes)."""
 
-    checkpoint: str
+    checkpoint: str | None  # None when the evaluator is handed a policy service (training's rollouts)
     robot: RobotConfig
     scene: SceneConfig
     cameras: tuple[CameraConfig, ...]
@@ -119,6 +119,15 @@ class LockstepEvaluator:
 
 
 _WORKER: LockstepEvaluator | None = None
+
+
+def success_rate_evaluator(config: LockstepEvalConfig, seeds: Sequence[int]) -> Callable[[object], float]:
+    """``evaluator(policy) -> success rate`` over ``seeds`` in this process, for the trainer's rollouts."""
+    def evaluate(policy) -> float:
+        evaluator = LockstepEvaluator(config, PolicyService(policy, config.executor.dt))
+        return float(np.mean([evaluator.episode(seed).success for seed in seeds]))
+
+    return evaluate
 
 
 def _init_worker(config: LockstepEvalConfig) -> None:

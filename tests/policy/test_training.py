@@ -181,3 +181,25 @@ def test_unavailable_devices_are_config_errors(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(ConfigError, match="unknown device"):
         resolve_device("gpu0")
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_rollout_evaluation_ranks_checkpoints_and_keeps_the_learning_curve(tmp_path: Path, tiny_overrides_for,
+                                                                          line_dataset: Path) -> None:
+    rates = iter([0.2, 0.6, 0.4, 0.6])
+    seen = []
+
+    def evaluator(policy) -> float:
+        seen.append(policy.training)
+        return next(rates)
+
+    cfg = make_config(tiny_overrides_for, num_epochs=4, top_k=2)
+    trainer = Trainer(cfg, line_dataset, tmp_path / "out", show_progress=False, evaluator=evaluator, eval_every=1)
+    trainer.run()
+    assert seen == [False] * 4  # the EMA policy, in eval mode
+    history = load_checkpoint(tmp_path / "out" / LATEST)["train_state"]["eval_history"]
+    steps = trainer.steps_per_epoch
+    assert history == [[steps, 0.2], [2 * steps, 0.6], [3 * steps, 0.4], [4 * steps, 0.6]]
+    kept = sorted(p.name for p in (tmp_path / "out").glob("epoch=*.ckpt"))
+    # The two best by success; of the two at 0.6 the later ranks first.
+    assert [name for _, name in trainer.best] == [kept[1], kept[0]]
+    assert kept[0].startswith("epoch=0002") and kept[1].startswith("epoch=0004") and "success=0.600" in kept[1]

@@ -19,6 +19,8 @@ from robot_stack.config import ConfigError
 # Scene seeds at or above this are held out for evaluation: `robot-stack collect` starts at 0 and warns
 # before reaching them, `robot-stack eval` starts here, so nobody evaluates on the scenes trained on.
 HELD_OUT_SEED_START = 100_000
+# Seeds for choosing among checkpoints during training (rollouts): neither demonstration nor evaluation seeds.
+SELECTION_SEED_START = 90_000
 
 @dataclass(frozen=True)
 class SceneConfig:
