@@ -116,6 +116,7 @@ def _collect_lockstep(args, rig, profile, config) -> int:
                                      frequency=config.frequency, max_duration=config.max_duration,
                                      success_hold=config.success_hold, keep_failed=config.keep_failed)
     with EpisodeDataset.open(args.out, mode="a") as dataset:
+        dataset.record_camera_setup([c.frame_setup() for c in rig.cameras])
         before = dataset.n_episodes
         failed = 0
         with tqdm(total=args.episodes, desc="lockstep demos", unit="ep", disable=None) as bar:
@@ -140,9 +141,11 @@ def _collect(args, rig, device, profile, config, mapper) -> int:
     from robot_stack.hardware.teleop import KeyboardTeleop, ScriptedTeleop
     from robot_stack.rig import start_rig
 
-    with EpisodeDataset.open(args.out, mode="a") as dataset, \
-            start_rig(rig, spacemouse=device == "spacemouse") as running, \
-            TerminalKeys() as terminal, contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
+        dataset = stack.enter_context(EpisodeDataset.open(args.out, mode="a"))
+        dataset.record_camera_setup([c.frame_setup() for c in rig.cameras])  # before anything starts
+        running = stack.enter_context(start_rig(rig, spacemouse=device == "spacemouse"))
+        terminal = stack.enter_context(TerminalKeys())
         robot, cameras, scene = running.robot, running.cameras, running.scene
         log.info("dataset %s: %d episode(s) so far", args.out, dataset.n_episodes)
         recorder = EpisodeRecorder(dataset, [CameraStream(c.frames, c.config.fps) for c in cameras])

@@ -33,6 +33,7 @@ REPLAY_BUFFER_NAME = "replay_buffer.zarr"
 VIDEO_DIR_NAME = "videos"
 _STAGING = ".staging"
 _SEEDS_ATTR = "scene_seeds"  # {"<episode>": seed} of the simulated scene each episode was recorded on
+_CAMERAS_ATTR = "cameras"  # per camera (in camera-index order): what its video frames are (name, crop, size)
 
 
 class EpisodeDataset:
@@ -112,6 +113,25 @@ class EpisodeDataset:
     def discard_staging(self) -> None:
         """Delete the videos of an episode that will not be saved."""
         shutil.rmtree(self.video_root / _STAGING, ignore_errors=True)
+
+    def camera_setup(self) -> list[dict] | None:
+        """How each camera's frames were produced (``record_camera_setup``), or None if not recorded."""
+        setup = self.replay_buffer.attrs.get(_CAMERAS_ATTR)
+        return None if setup is None else [dict(c) for c in setup]
+
+    def record_camera_setup(self, cameras: list[dict]) -> None:
+        """Note how the cameras' frames are made (name, capture resolution, crop, output size, fps).
+
+        ``ReplayBufferError`` if the dataset already holds episodes recorded with another setup: appending
+        would silently mix images cropped or scaled differently.
+        """
+        plain = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in c.items()} for c in cameras]
+        existing = self.camera_setup()
+        if existing is not None and existing != plain and self.n_episodes:
+            raise ReplayBufferError(
+                f"{self.root} was recorded with cameras {existing}; this rig's are {plain}: record into a new "
+                "dataset (mixing crops or image sizes would make the images mean different things)")
+        self.replay_buffer.attrs[_CAMERAS_ATTR] = plain
 
     def episode_seeds(self) -> dict[int, int]:
         """Scene seed of each episode recorded on a simulated scene (episode index -> seed)."""

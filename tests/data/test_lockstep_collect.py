@@ -59,3 +59,17 @@ def test_lockstep_collection_needs_the_scripted_expert_and_a_count(sim_rig, tmp_
                  "--no-preview"]) == 2
     err = capsys.readouterr().err
     assert "--lockstep needs --episodes N" in err
+
+
+def test_the_camera_setup_is_recorded_and_never_mixed(sim_rig, tmp_path, capsys):
+    small = sim_rig(camera={"resolution": [96, 96], "fps": 10})
+    assert _collect(small, tmp_path / "d", workers=1, episodes=1) == 0
+    with EpisodeDataset.open(tmp_path / "d") as dataset:
+        (top,) = dataset.camera_setup()
+    assert top == {"name": "top", "driver": "sim", "resolution": [96, 96], "crop": None, "image_size": [96, 96],
+                   "fps": 10}
+    cropped = sim_rig(camera={"resolution": [96, 96], "fps": 10, "crop": [8, 8, 80, 80]})
+    assert _collect(cropped, tmp_path / "d", workers=1, episodes=1) == 2
+    assert "was recorded with cameras" in capsys.readouterr().err
+    with EpisodeDataset.open(tmp_path / "d") as dataset:
+        assert dataset.n_episodes == 1

@@ -101,6 +101,12 @@ class CameraConfig:
             return (int(self.crop[2]), int(self.crop[3]))
         return (int(self.resolution[0]), int(self.resolution[1]))
 
+    def frame_setup(self) -> dict:
+        """What this camera's frames are, as plain data for a dataset's attributes."""
+        return {"name": self.name, "driver": self.driver, "resolution": list(self.resolution),
+                "crop": None if self.crop is None else list(self.crop), "image_size": list(self.image_size),
+                "fps": self.fps}
+
     @property
     def buffer_capacity(self) -> int:
         """Ring-buffer capacity in frames."""
