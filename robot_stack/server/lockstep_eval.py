@@ -159,6 +159,9 @@ def evaluate_lockstep(config: LockstepEvalConfig, seeds: Sequence[int], workers:
 
 def _results(config: LockstepEvalConfig, seeds: list[int], workers: int) -> Iterator[EpisodeResult]:
     if workers == 1:
+        import torch
+
+        torch.set_num_threads(1)  # as in the workers: batch-1 inference gains little from threads
         evaluator = LockstepEvaluator(config)
         yield from (evaluator.episode(s) for s in seeds)
         return

@@ -162,10 +162,12 @@ def ik_flange_all(t06: np.ndarray) -> np.ndarray:
             if abs(c3) > 1.0 + _ACOS_SLACK:
                 continue
             theta3_abs = math.acos(max(-1.0, min(1.0, c3)))
+            # Joints 2-4 turn about parallel axes (alpha1 = alpha2 = 0): frame 4 is frame 1 turned by
+            # theta2 + theta3 + theta4, so theta4 follows from t14's rotation without more matrix products.
+            phi14 = math.atan2(t14[1, 0], t14[0, 0])
             for theta3 in (theta3_abs, -theta3_abs):
                 theta2 = math.atan2(py, px) - math.atan2(a3 * math.sin(theta3), a2 + a3 * math.cos(theta3))
-                t34 = _inv(_dh(theta2, 1) @ _dh(theta3, 2)) @ t14
-                theta4 = math.atan2(t34[1, 0], t34[0, 0])
+                theta4 = phi14 - theta2 - theta3
                 solutions.append((theta1, theta2, theta3, theta4, theta5, theta6))
     if not solutions:
         return np.empty((0, 6))
