@@ -105,6 +105,7 @@ def _collect_lockstep(args, rig, profile, config) -> int:
 
     from robot_stack.data.dataset import EpisodeDataset
     from robot_stack.data.lockstep_collect import LockstepCollectConfig, collect_lockstep
+    from robot_stack.sim.lockstep import LockstepRig
 
     if profile.device != "scripted" or args.manual:
         raise ConfigError("--lockstep records the scripted expert only: use --teleop scripted (without --manual)")
@@ -112,7 +113,8 @@ def _collect_lockstep(args, rig, profile, config) -> int:
         raise ConfigError("--lockstep needs --episodes N")
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    lockstep = LockstepCollectConfig(rig.robot, rig.scene, tuple(rig.cameras), profile, rig.teleop.mode, rig.planar_z,
+    lockstep = LockstepCollectConfig(LockstepRig(rig.robot, rig.scene, tuple(rig.cameras), rig.name), profile,
+                                     rig.teleop.mode, rig.planar_z,
                                      frequency=config.frequency, max_duration=config.max_duration,
                                      success_hold=config.success_hold, keep_failed=config.keep_failed)
     with EpisodeDataset.open(args.out, mode="a") as dataset:

@@ -126,11 +126,11 @@ def _evaluate_lockstep(args: argparse.Namespace, rig: RigConfig, max_duration: f
     from robot_stack.server.lockstep_eval import LockstepEvalConfig, evaluate_lockstep
     from robot_stack.server.observation import check_policy_observations
     from robot_stack.server.rollout import RolloutConfig
-    from robot_stack.sim.lockstep import check_lockstep_rig
+    from robot_stack.sim.lockstep import LockstepRig
 
     if args.remote:
         raise ConfigError("--lockstep runs the policy in this process: give --checkpoint, not --remote")
-    check_lockstep_rig(rig.name, rig.robot, rig.scene, rig.cameras)
+    lockstep = LockstepRig(rig.robot, rig.scene, tuple(rig.cameras), rig.name)  # ConfigError if it cannot
     dt = None if args.frequency is None else 1.0 / args.frequency
     info, trained_seeds = CheckpointService(args.checkpoint, "cpu", dt).check()
     check_policy_observations(info, range(len(rig.cameras)), scene_fields=_scene_fields(rig))
@@ -138,7 +138,7 @@ def _evaluate_lockstep(args: argparse.Namespace, rig: RigConfig, max_duration: f
     _warn_trained_seeds(args, rig, trained_seeds)
     dt = dt or info.dt or 1.0 / DEFAULT_FREQUENCY
     config = LockstepEvalConfig(
-        args.checkpoint, rig.robot, rig.scene, tuple(rig.cameras),
+        args.checkpoint, lockstep,
         ExecutorConfig(dt=dt, steps_per_inference=args.steps_per_inference, action_delay_steps=_action_delay_steps()),
         RolloutConfig(max_duration=max_duration, inference_timeout=args.inference_timeout), rig.planar_z,
         inference_latency=args.inference_latency)

@@ -109,11 +109,12 @@ def _rollout_evaluator(args: argparse.Namespace, cfg: TaskConfig):
     from robot_stack.server.executor import ExecutorConfig
     from robot_stack.server.lockstep_eval import LockstepEvalConfig, success_rate_evaluator
     from robot_stack.server.rollout import RolloutConfig
+    from robot_stack.sim.lockstep import LockstepRig
 
     rig = load_rig(args.eval_rig)
     if rig.scene is None:
         raise ConfigError(f"--eval-rig {args.eval_rig}: rollouts need a simulated Push-T rig (a scene: section)")
-    config = LockstepEvalConfig(None, rig.robot, rig.scene, tuple(rig.cameras),
+    config = LockstepEvalConfig(None, LockstepRig(rig.robot, rig.scene, tuple(rig.cameras), rig.name),
                                 ExecutorConfig(dt=1.0 / DEFAULT_FREQUENCY, action_delay_steps=ACTION_DELAY_STEPS),
                                 RolloutConfig(max_duration=rig.scene.time_limit), rig.planar_z)
     return success_rate_evaluator(config, range(args.eval_seed, args.eval_seed + args.eval_episodes))

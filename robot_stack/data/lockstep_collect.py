@@ -32,11 +32,9 @@ from robot_stack.data.collection import ACTION_DELAY_STEPS
 from robot_stack.data.dataset import EpisodeDataset
 from robot_stack.data.episode_recorder import robot_step
 from robot_stack.data.video_recorder import VideoWriter
-from robot_stack.hardware.camera.config import CameraConfig
-from robot_stack.hardware.robot.config import RobotConfig
 from robot_stack.hardware.teleop import TeleopMapper, TeleopProfile, TeleopState
-from robot_stack.sim.lockstep import LockstepPushT, check_lockstep_rig
-from robot_stack.sim.pusht import ExpertTeleop, SceneConfig
+from robot_stack.sim.lockstep import LockstepRig
+from robot_stack.sim.pusht import ExpertTeleop
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +45,7 @@ _WORK_DIR = ".lockstep"  # inside DATASET/videos: same file system, so committin
 class LockstepCollectConfig:
     """What every lockstep demonstration shares (picklable: it travels to the workers)."""
 
-    robot: RobotConfig
-    scene: SceneConfig
-    cameras: tuple[CameraConfig, ...]
+    rig: LockstepRig
     profile: TeleopProfile
     mode: str
     planar_z: float | None
@@ -59,7 +55,6 @@ class LockstepCollectConfig:
     keep_failed: bool = False
 
     def __post_init__(self) -> None:
-        check_lockstep_rig("lockstep", self.robot, self.scene, self.cameras)
         if not 0.5 <= self.frequency <= 100.0 or not self.max_duration > 0 or self.success_hold < 0:
             raise ConfigError("frequency must be in [0.5, 100] Hz, max_duration > 0 and success_hold >= 0")
 
@@ -78,14 +73,15 @@ class LockstepDemo:
 def record_demo(config: LockstepCollectConfig, seed: int, staging: Path) -> LockstepDemo:
     """Run one scripted episode on a fresh lockstep rig; videos go to ``staging/<camera>.mp4``."""
     dt = 1.0 / config.frequency
-    sim = LockstepPushT(config.robot, config.scene, config.cameras, seed=seed)
-    expert = ExpertTeleop(config.scene, seed=seed)
+    rig = config.rig
+    sim = rig.build(seed)
+    expert = ExpertTeleop(rig.scene, seed=seed)
     expert.reset(seed)
-    mapper = TeleopMapper(config.profile, config.robot.workspace, dt, mode=config.mode, planar_z=config.planar_z)
+    mapper = TeleopMapper(config.profile, rig.robot.workspace, dt, mode=config.mode, planar_z=config.planar_z)
     mapper.reset(sim.arm.get_state()["actual_tcp_pose"])
     scene_state = sim.scene.reset(seed)
     t_start = sim.now()
-    writers = [VideoWriter(staging / f"{i}.mp4", cam.fps, cam.image_size) for i, cam in enumerate(config.cameras)]
+    writers = [VideoWriter(staging / f"{i}.mp4", cam.fps, cam.image_size) for i, cam in enumerate(rig.cameras)]
     written = [t_start] * len(writers)  # newest capture time written per camera
     steps: list[dict[str, np.ndarray]] = []
     success_since: float | None = None

@@ -20,15 +20,12 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from robot_stack.config import ConfigError
-from robot_stack.hardware.camera.config import CameraConfig
-from robot_stack.hardware.robot.config import RobotConfig
 from robot_stack.server.evaluation import EpisodeResult, EvalConfig, run_evaluation
 from robot_stack.server.executor import ExecutorConfig
 from robot_stack.server.policy_service import PolicyService
 from robot_stack.server.rollout import RolloutConfig
 from robot_stack.server.transport import ActionChunk
-from robot_stack.sim.lockstep import LockstepPushT, check_lockstep_rig
-from robot_stack.sim.pusht.config import SceneConfig
+from robot_stack.sim.lockstep import LockstepPushT, LockstepRig
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +75,13 @@ class LockstepEvalConfig:
     """What every lockstep episode shares (picklable: it travels to the worker processes)."""
 
     checkpoint: str | None  # None when the evaluator is handed a policy service (training's rollouts)
-    robot: RobotConfig
-    scene: SceneConfig
-    cameras: tuple[CameraConfig, ...]
+    rig: LockstepRig
     executor: ExecutorConfig
     rollout: RolloutConfig
     base_z: float | None
     inference_latency: float = 0.08
 
     def __post_init__(self) -> None:
-        check_lockstep_rig("lockstep", self.robot, self.scene, self.cameras)
         if self.inference_latency < 0:
             raise ConfigError(f"--inference-latency must be >= 0 s, got {self.inference_latency}")
 
@@ -107,7 +101,7 @@ class LockstepEvaluator:
 
         cfg = self.config
         torch.manual_seed(seed)  # the denoising noise: deterministic per episode, whoever runs it
-        sim = LockstepPushT(cfg.robot, cfg.scene, cfg.cameras, seed=seed)
+        sim = cfg.rig.build(seed)
         client = LockstepPolicyClient(self.service, sim, cfg.inference_latency)
         (result,) = run_evaluation(
             sim.arm, dict(enumerate(sim.cameras)), client, self.service.info,

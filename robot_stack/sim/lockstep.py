@@ -61,6 +61,23 @@ def check_lockstep_rig(name: str, robot: RobotConfig, scene: SceneConfig | None,
         raise ConfigError(f"--lockstep runs simulated Push-T rigs only; rig '{name}': {'; '.join(problems)}")
 
 
+@dataclass(frozen=True)
+class LockstepRig:
+    """The sections of a simulated Push-T rig the lockstep twin is built from (picklable, for workers)."""
+
+    robot: RobotConfig
+    scene: SceneConfig
+    cameras: tuple[CameraConfig, ...] = ()
+    name: str = "lockstep"
+
+    def __post_init__(self) -> None:
+        check_lockstep_rig(self.name, self.robot, self.scene, self.cameras)
+
+    def build(self, seed: int = 0, render: bool = True) -> "LockstepPushT":
+        """A fresh lockstep rig (arm at home, scene at the random start of ``seed``)."""
+        return LockstepPushT(self.robot, self.scene, self.cameras, render=render, seed=seed)
+
+
 class LazyImages:
     """The ``color`` column of camera records whose images are rendered on first access (then cached)."""
 

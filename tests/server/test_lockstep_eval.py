@@ -10,11 +10,12 @@ from robot_stack.rig import load_rig
 from robot_stack.server.executor import ExecutorConfig
 from robot_stack.server.lockstep_eval import LockstepEvalConfig, LockstepEvaluator, evaluate_lockstep
 from robot_stack.server.rollout import RolloutConfig
+from robot_stack.sim.lockstep import LockstepRig
 
 
 def _config(rig_file, checkpoint, latency=0.08, duration=2.0) -> LockstepEvalConfig:
     rig = load_rig(rig_file)
-    return LockstepEvalConfig(str(checkpoint), rig.robot, rig.scene, tuple(rig.cameras),
+    return LockstepEvalConfig(str(checkpoint), LockstepRig(rig.robot, rig.scene, tuple(rig.cameras)),
                               ExecutorConfig(dt=0.1, action_delay_steps=2),
                               RolloutConfig(max_duration=duration, inference_timeout=1.0), rig.planar_z, latency)
 

@@ -184,21 +184,13 @@ def test_local_mode_policy_process_over_ipc(feeder):
     assert not os.path.exists(proc.endpoint[len("ipc://"):])  # socket file cleaned up
 
 
-def test_a_server_slower_than_the_timeout_still_moves_the_arm(feeder):
+def test_a_server_slower_than_the_timeout_still_moves_the_arm(feeder, serve):
     # Inference takes 0.42 s against a 0.2 s timeout: the late chunk's future actions run, the stale ones are
     # dropped, and the timeout grows to fit the measured latency (before, every request was abandoned).
-    dt = 0.2
-    with PolicyServer(PolicyService(FakeDelayPolicy(delay=0.42)), bind="127.0.0.1:*") as server:
-        stop = threading.Event()
-        thread = threading.Thread(target=server.serve_forever, args=(stop.is_set, 0.02), daemon=True)
-        thread.start()
-        try:
-            with PolicyClient(server.endpoint) as client:
-                assembler, executor, controller = _loop_parts(feeder, client, dt)
-                stats = run_rollout(assembler, client, executor, RolloutConfig(max_duration=3.0, inference_timeout=0.2))
-        finally:
-            stop.set()
-            thread.join(5)
+    server = serve(FakeDelayPolicy(delay=0.42))
+    with PolicyClient(server.endpoint) as client:
+        assembler, executor, controller = _loop_parts(feeder, client, 0.2)
+        stats = run_rollout(assembler, client, executor, RolloutConfig(max_duration=3.0, inference_timeout=0.2))
     assert stats.inference_timeouts >= 1 and stats.late_chunks >= 1 and stats.abandoned_requests == 0
     assert stats.inference_timeouts < len(stats.outcomes)  # the adapted timeout stops counting later chunks
     assert len(stats.outcomes) >= 3 and stats.execution.scheduled > 0
