@@ -1,0 +1,34 @@
+"""CI gate on the policy path: the shipped low-dim Push-T policy (checkpoints/push_t_lowdim_sim.ckpt),
+evaluated in lockstep on the first 20 held-out seeds, must keep succeeding.
+
+The lockstep evaluation is deterministic for a seed, so this measures the same episodes every run; the
+bar sits below the rate measured when the checkpoint was shipped (see results/push_t_lowdim_lockstep_100.json,
+whose first 20 episodes are these) so that only a real regression — in the simulator, the observation
+path, the executor's timing, the policy or its checkpoint — fails it.
+"""
+
+from pathlib import Path
+
+from robot_stack.rig import load_rig
+from robot_stack.server.executor import ExecutorConfig
+from robot_stack.server.local import CheckpointService
+from robot_stack.server.lockstep_eval import LockstepEvalConfig, evaluate_lockstep
+from robot_stack.server.rollout import RolloutConfig
+from robot_stack.sim.lockstep import LockstepRig
+from robot_stack.sim.pusht import HELD_OUT_SEED_START
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "push_t_lowdim_sim.ckpt"
+SEEDS = range(HELD_OUT_SEED_START, HELD_OUT_SEED_START + 20)
+MIN_SUCCESS = 0.5
+
+
+def test_the_shipped_low_dim_policy_succeeds_on_held_out_seeds():
+    info, trained = CheckpointService(str(CHECKPOINT)).check()
+    assert set(info.obs_shapes) == {"scene_keypoints", "robot_eef_pose"} and not set(SEEDS) & set(trained)
+    rig = load_rig("sim_pusht_state")
+    config = LockstepEvalConfig(str(CHECKPOINT), LockstepRig(rig.robot, rig.scene, tuple(rig.cameras), rig.name),
+                                ExecutorConfig(dt=0.1, action_delay_steps=2),
+                                RolloutConfig(max_duration=rig.scene.time_limit), rig.planar_z)
+    results = evaluate_lockstep(config, list(SEEDS), workers=2)
+    rate = sum(r.success for r in results) / len(results)
+    assert rate >= MIN_SUCCESS, [r.summary() for r in results]
