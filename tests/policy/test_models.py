@@ -220,7 +220,7 @@ def test_invalid_configs_are_rejected(override: dict, message: str) -> None:
 
 
 def test_unknown_task_config_names_the_choices() -> None:
-    with pytest.raises(ConfigError, match="push_t, push_t_small, mug_flip, sauce"):
+    with pytest.raises(ConfigError, match="push_t, push_t_small, push_t_lowdim, mug_flip, sauce"):
         load_task_config("pushT")
 
 
