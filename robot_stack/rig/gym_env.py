@@ -29,10 +29,10 @@ from robot_stack.data.collection import ACTION_DELAY_STEPS
 from robot_stack.resources import rig_path
 from robot_stack.rig.config import load_rig
 from robot_stack.sim.lockstep import LockstepPushT
+from robot_stack.sim.pusht.config import SUCCESS_COVERAGE
 from robot_stack.sim.pusht.physics import N_KEYPOINTS
 
 ENV_ID = "robot_stack/PushT-v0"
-SUCCESS_COVERAGE = 0.95
 
 
 class PushTEnv(gymnasium.Env):

@@ -35,11 +35,11 @@ from robot_stack.server.observation import ObservationAssembler, ObservationConf
 from robot_stack.server.policy_service import PolicyInfo
 from robot_stack.server.rollout import RolloutConfig, RolloutStats, run_rollout
 from robot_stack.server.transport import PolicyClient
+from robot_stack.sim.pusht.config import SUCCESS_COVERAGE
 
 log = logging.getLogger(__name__)
 
 EVAL_KEYS: dict[str, str] = {"s": "stop", "q": "quit", "\x1b": "quit"}
-SUCCESS_COVERAGE = 0.95  # the original Push-T success threshold on area(T and goal) / area(goal)
 _FRESH_FRAMES_TIMEOUT_S = 2.0
 
 

@@ -21,6 +21,8 @@ from robot_stack.config import ConfigError
 HELD_OUT_SEED_START = 100_000
 # Seeds for choosing among checkpoints during training (rollouts): neither demonstration nor evaluation seeds.
 SELECTION_SEED_START = 90_000
+# The original Push-T success threshold on the scene's goal_coverage (area(T and goal) / area(goal)).
+SUCCESS_COVERAGE = 0.95
 
 @dataclass(frozen=True)
 class SceneConfig:
