@@ -8,6 +8,7 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+import zarr
 
 from robot_stack.data.dataset import EpisodeDataset
 from robot_stack.data.video_recorder import timestamps_path
@@ -85,6 +86,26 @@ def write_dataset(root: Path, episodes: list[dict[str, np.ndarray]], cameras: tu
     return root
 
 
+def write_original_layout(root: Path, episodes: list[dict[str, np.ndarray]], fps: int = 30,
+                          timestamps: bool = True) -> Path:
+    """A dataset laid out as the original Diffusion Policy's recorder writes it: a zarr v2 replay buffer
+    (data/<key>, meta/episode_ends) with steps at 10 Hz, and ``videos/<ep>/<cam>.mp4`` at the camera's
+    constant rate from the episode start, with no frame timestamps file."""
+    group = zarr.open_group(str(root / "replay_buffer.zarr"), mode="w", zarr_format=2)
+    keys = [k for k in episodes[0] if timestamps or k != "timestamp"]
+    for key in keys:
+        group.create_array(f"data/{key}", data=np.concatenate([ep[key] for ep in episodes]))
+    group.create_array("meta/episode_ends", data=np.cumsum([len(ep["action"]) for ep in episodes]))
+    for e, ep in enumerate(episodes):
+        pos = ep["robot_eef_pose"][:, :2]
+        step_times = np.arange(len(pos)) * 0.1
+        frame_times = np.arange(int(len(pos) * 0.1 * fps)) / fps
+        # Each frame shows the pose at its own time: the motion is interpolated between steps.
+        shown = np.stack([np.interp(frame_times, step_times, pos[:, i]) for i in range(2)], axis=1)
+        write_video(root / "videos" / str(e) / "0.mp4", np.stack([render(q) for q in shown]), fps=fps)
+    return root
+
+
 def line_episodes(n: int = 6, length: int = 20, seed: int = 0) -> list[dict[str, np.ndarray]]:
     """Episodes moving from a random start towards the origin; action = next position."""
     rng = np.random.default_rng(seed)
@@ -118,6 +139,12 @@ def tiny_overrides_for():
 def dataset_writer():
     """``dataset_writer(root, episodes, cameras=(0,), frame_timestamps=False) -> root``."""
     return write_dataset
+
+
+@pytest.fixture
+def original_layout_writer():
+    """``original_layout_writer(root, episodes, fps=30, timestamps=True) -> root``: the original's layout."""
+    return write_original_layout
 
 
 @pytest.fixture

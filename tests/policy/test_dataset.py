@@ -64,6 +64,28 @@ def test_frames_are_aligned_by_timestamps(tmp_path: Path, tiny_config, dataset_w
     assert max(errors) < 2.5  # video compression noise is ~1; a misaligned frame is > 4
 
 
+def test_original_datasets_match_frames_to_steps_by_container_time(tmp_path: Path, tiny_config, make_line_episodes,
+                                                                   frame_renderer, original_layout_writer) -> None:
+    """30 fps videos, 10 Hz steps, no timestamps file: step k takes frame 3k (the frame at its time), not k."""
+    episodes = make_line_episodes(n=2, length=8)
+    root = original_layout_writer(tmp_path / "original", episodes)
+    data = load_replay_data(root, tiny_config().policy, show_progress=False)
+    frames = np.load(data.frame_files["camera_0"])
+    poses = np.concatenate([ep["robot_eef_pose"] for ep in episodes])
+    assert frames.shape == (16, 32, 32, 3)
+    errors = [np.abs(frames[i].astype(float) - frame_renderer(poses[i])).mean() for i in range(16)]
+    assert max(errors) < 2.5  # compression noise is ~1; frame k instead of 3k is far off for steps >= 2
+    # Frame i for step i (the old rule) would show the first third of each episode: clearly different.
+    assert np.abs(frames[7].astype(float) - frame_renderer(poses[7 // 3])).mean() > 2 * errors[7]
+
+
+def test_videos_without_a_time_base_are_refused(tmp_path: Path, tiny_config, make_line_episodes,
+                                                original_layout_writer) -> None:
+    root = original_layout_writer(tmp_path / "untimed", make_line_episodes(n=2, length=8), timestamps=False)
+    with pytest.raises(DatasetError, match="no data/timestamp, so there is no time base"):
+        load_replay_data(root, tiny_config().policy, show_progress=False)
+
+
 def test_steps_without_a_nearby_frame_are_reported(tmp_path: Path, tiny_config, dataset_writer, make_line_episodes,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     root = dataset_writer(tmp_path / "ds", make_line_episodes(n=1, length=6), cameras=(0,), frame_timestamps=True)
