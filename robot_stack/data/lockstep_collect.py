@@ -34,7 +34,7 @@ from robot_stack.data.episode_recorder import robot_step
 from robot_stack.data.video_recorder import VideoWriter
 from robot_stack.hardware.teleop import TeleopMapper, TeleopProfile, TeleopState
 from robot_stack.sim.lockstep import LockstepRig
-from robot_stack.sim.pusht import ExpertTeleop
+from robot_stack.sim.pusht.expert import ExpertTeleop, check_finish_coverage, demo_finished
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,12 @@ class LockstepCollectConfig:
     max_duration: float = 60.0
     success_hold: float = 0.5
     keep_failed: bool = False
+    finish_coverage: float | None = None  # see demo_finished; None: the scene's success
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.frequency <= 100.0 or not self.max_duration > 0 or self.success_hold < 0:
             raise ConfigError("frequency must be in [0.5, 100] Hz, max_duration > 0 and success_hold >= 0")
+        check_finish_coverage(self.finish_coverage)
 
 
 @dataclass
@@ -75,7 +77,7 @@ def record_demo(config: LockstepCollectConfig, seed: int, staging: Path) -> Lock
     dt = 1.0 / config.frequency
     rig = config.rig
     sim = rig.build(seed)
-    expert = ExpertTeleop(rig.scene, seed=seed)
+    expert = ExpertTeleop(rig.scene, seed=seed, finish_coverage=config.finish_coverage)
     expert.reset(seed)
     mapper = TeleopMapper(config.profile, rig.robot.workspace, dt, mode=config.mode, planar_z=config.planar_z)
     mapper.reset(sim.arm.get_state()["actual_tcp_pose"])
@@ -95,7 +97,7 @@ def record_demo(config: LockstepCollectConfig, seed: int, staging: Path) -> Lock
             scene_state = sim.scene.get_state()
             steps.append({"timestamp": np.float64(t_state), "action": command.target, **robot_step(state),
                           **{f"scene_{k}": v for k, v in scene_state.items() if k != "timestamp"}})
-            if bool(scene_state["success"]):
+            if demo_finished(scene_state, config.finish_coverage):
                 success_since = sim.now() if success_since is None else success_since
             else:
                 success_since = None

@@ -9,7 +9,7 @@
 """
 
 from robot_stack.sim.pusht.config import HELD_OUT_SEED_START, SceneConfig
-from robot_stack.sim.pusht.expert import ExpertConfig, ExpertTeleop
+from robot_stack.sim.pusht.expert import ExpertConfig, ExpertTeleop, demo_finished
 from robot_stack.sim.pusht.physics import SCENE_STATE_SPEC, PushTPhysics
 from robot_stack.sim.pusht.process import COMMAND_SPEC, SceneProcess
 from robot_stack.sim.pusht.render import VIEWS, SceneRenderer, render
@@ -25,5 +25,6 @@ __all__ = [
     "SceneConfig",
     "SceneProcess",
     "SceneRenderer",
+    "demo_finished",
     "render",
 ]

@@ -49,6 +49,21 @@ _ARRIVED = 0.004  # at a waypoint / pre-contact point when this close (m)
 _SLIP = 0.012  # the tip lost its contact when this far from it (m)
 
 
+def demo_finished(scene_state: Mapping[str, np.ndarray], finish_coverage: float | None = None) -> bool:
+    """Whether a demonstration has reached its end state: the scene's success, or, with ``finish_coverage``,
+    the goal covered at least that much (demos that finish tighter than the success threshold teach the
+    policy the last fine pushes; episodes that stop right at the threshold leave it just short)."""
+    if finish_coverage is None:
+        return bool(scene_state["success"])
+    return float(scene_state["goal_coverage"]) >= finish_coverage
+
+
+def check_finish_coverage(value: float | None) -> None:
+    """Raise ConfigError unless ``value`` is None or a goal coverage in (0, 1]."""
+    if value is not None and not (math.isfinite(value) and 0.0 < value <= 1.0):
+        raise ConfigError(f"finish coverage must be in (0, 1], got {value!r}")
+
+
 @dataclass(frozen=True)
 class ExpertConfig:
     """Behaviour of the scripted expert; speeds in m/s, distances in m."""
@@ -81,11 +96,15 @@ class ExpertTeleop:
 
     ``scene_state`` is a scene-state record (``SCENE_STATE_SPEC`` fields; table frame). ``reset(seed)`` at each
     episode start makes its random choices reproducible. Keep the TCP at ``SceneConfig.push_z`` height.
+    It stops pushing once ``demo_finished(state, finish_coverage)``.
     """
 
-    def __init__(self, scene: SceneConfig, config: ExpertConfig | None = None, seed: int = 0):
+    def __init__(self, scene: SceneConfig, config: ExpertConfig | None = None, seed: int = 0,
+                 finish_coverage: float | None = None):
+        check_finish_coverage(finish_coverage)
         self.scene = scene
         self.config = config or ExpertConfig()
+        self.finish_coverage = finish_coverage
         self._goal = np.asarray(scene.goal_pose, dtype=np.float64)
         self._half = np.asarray(scene.table_size, dtype=np.float64) / 2
         self._outline = scene.block_outline
@@ -133,7 +152,7 @@ class ExpertTeleop:
         self._last_time = now
         if self._target is None:
             self._target = tip.copy()
-        if bool(state["success"]):
+        if demo_finished(state, self.finish_coverage):
             self._mode, self._contact = "done", None
             desired, speed = tip, 0.0
         else:
