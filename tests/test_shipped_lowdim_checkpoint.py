@@ -23,11 +23,13 @@ MIN_SUCCESS = 0.5
 
 
 def test_the_shipped_low_dim_policy_succeeds_on_held_out_seeds():
-    info, trained = CheckpointService(str(CHECKPOINT)).check()
+    info, trained, cameras = CheckpointService(str(CHECKPOINT)).check()
     assert set(info.obs_shapes) == {"scene_keypoints", "robot_eef_pose"} and not set(SEEDS) & set(trained)
+    # Trained on robot_stack's lockstep demos: their timing convention and no cameras travel with it.
+    assert (info.dt, info.action_delay_steps, cameras) == (0.1, 2, [])
     rig = load_rig("sim_pusht_state")
     config = LockstepEvalConfig(str(CHECKPOINT), LockstepRig(rig.robot, rig.scene, tuple(rig.cameras), rig.name),
-                                ExecutorConfig(dt=0.1, action_delay_steps=2),
+                                ExecutorConfig(dt=info.dt, action_delay_steps=info.action_delay_steps),
                                 RolloutConfig(max_duration=rig.scene.time_limit), rig.planar_z)
     results = evaluate_lockstep(config, list(SEEDS), workers=2)
     rate = sum(r.success for r in results) / len(results)

@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-duration", type=float,
                         help="stop each episode after this many seconds (scripted: default the scene's time_limit)")
     parser.add_argument("--keep-failed", action="store_true", help="scripted: also save unsuccessful episodes")
+    parser.add_argument("--finish-coverage", type=float,
+                        help="scripted: the expert keeps refining and an episode ends once this fraction of the goal "
+                        "is covered (e.g. 0.98; default: the scene's success). Tighter demos teach the last pushes")
     parser.add_argument("--manual", action="store_true", help="scripted: start/stop episodes with the keys")
     parser.add_argument("--seed", type=int, default=0, help="scene seed of the first episode (default 0)")
     parser.add_argument("--no-preview", action="store_true", help="no camera window (automatic without a display)")
@@ -82,11 +85,14 @@ def run(args: argparse.Namespace) -> int:
         if clash:
             raise ConfigError(f"teleop profile keys {clash} are collect's own keys (c s x q); choose other keys")
     auto = device == "scripted" and not args.manual
+    if args.finish_coverage is not None and device != "scripted":
+        raise ConfigError("--finish-coverage sets when the scripted expert is done: use it with --teleop scripted")
     max_duration = args.max_duration
     if max_duration is None and auto:
         max_duration = scene_cfg.time_limit
     config = CollectConfig(frequency=args.frequency, episodes=args.episodes, max_duration=max_duration, auto=auto,
-                           keep_failed=args.keep_failed, seed=args.seed, gripper=teleop_cfg.gripper)
+                           keep_failed=args.keep_failed, seed=args.seed, gripper=teleop_cfg.gripper,
+                           finish_coverage=args.finish_coverage)
     mapper = TeleopMapper(profile, rig.robot.workspace, 1.0 / args.frequency, mode=teleop_cfg.mode,
                           planar_z=rig.planar_z)
     if scene_cfg is not None and args.seed + (args.episodes or 1) > HELD_OUT_SEED_START:
@@ -103,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
 def _collect_lockstep(args, rig, profile, config) -> int:
     from tqdm import tqdm
 
+    from robot_stack.data.collection import recording_convention
     from robot_stack.data.dataset import EpisodeDataset
     from robot_stack.data.lockstep_collect import LockstepCollectConfig, collect_lockstep
     from robot_stack.sim.lockstep import LockstepRig
@@ -116,9 +123,10 @@ def _collect_lockstep(args, rig, profile, config) -> int:
     lockstep = LockstepCollectConfig(LockstepRig(rig.robot, rig.scene, tuple(rig.cameras), rig.name), profile,
                                      rig.teleop.mode, rig.planar_z,
                                      frequency=config.frequency, max_duration=config.max_duration,
-                                     success_hold=config.success_hold, keep_failed=config.keep_failed)
+                                     success_hold=config.success_hold, keep_failed=config.keep_failed,
+                                     finish_coverage=config.finish_coverage)
     with EpisodeDataset.open(args.out, mode="a") as dataset:
-        dataset.record_camera_setup([c.frame_setup() for c in rig.cameras])
+        dataset.record_setup([c.frame_setup() for c in rig.cameras], recording_convention(config.frequency))
         before = dataset.n_episodes
         failed = 0
         with tqdm(total=args.episodes, desc="lockstep demos", unit="ep", disable=None) as bar:
@@ -135,7 +143,7 @@ def _collect_lockstep(args, rig, profile, config) -> int:
 
 
 def _collect(args, rig, device, profile, config, mapper) -> int:
-    from robot_stack.data.collection import run_collection
+    from robot_stack.data.collection import recording_convention, run_collection
     from robot_stack.data.dataset import EpisodeDataset
     from robot_stack.data.episode_recorder import CameraStream, EpisodeRecorder
     from robot_stack.data.preview import Preview
@@ -145,7 +153,8 @@ def _collect(args, rig, device, profile, config, mapper) -> int:
 
     with contextlib.ExitStack() as stack:
         dataset = stack.enter_context(EpisodeDataset.open(args.out, mode="a"))
-        dataset.record_camera_setup([c.frame_setup() for c in rig.cameras])  # before anything starts
+        # Before anything starts: appending other cameras or another timing is refused here.
+        dataset.record_setup([c.frame_setup() for c in rig.cameras], recording_convention(config.frequency))
         running = stack.enter_context(start_rig(rig, spacemouse=device == "spacemouse"))
         terminal = stack.enter_context(TerminalKeys())
         robot, cameras, scene = running.robot, running.cameras, running.scene
@@ -155,7 +164,7 @@ def _collect(args, rig, device, profile, config, mapper) -> int:
         if device == "scripted":
             from robot_stack.sim.pusht import ExpertTeleop
 
-            expert = ExpertTeleop(rig.scene, seed=args.seed)
+            expert = ExpertTeleop(rig.scene, seed=args.seed, finish_coverage=config.finish_coverage)
             teleop = ScriptedTeleop(lambda: expert.next_target(scene.get_state(), robot.get_state()), mapper)
             on_episode_start = expert.reset
         elif device == "keyboard":

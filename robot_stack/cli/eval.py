@@ -132,14 +132,16 @@ def _evaluate_lockstep(args: argparse.Namespace, rig: RigConfig, max_duration: f
         raise ConfigError("--lockstep runs the policy in this process: give --checkpoint, not --remote")
     lockstep = LockstepRig(rig.robot, rig.scene, tuple(rig.cameras), rig.name)  # ConfigError if it cannot
     dt = None if args.frequency is None else 1.0 / args.frequency
-    info, trained_seeds = CheckpointService(args.checkpoint, "cpu", dt).check()
+    info, trained_seeds, trained_cameras = CheckpointService(args.checkpoint, "cpu", dt).check()
     check_policy_observations(info, range(len(rig.cameras)), scene_fields=_scene_fields(rig))
+    _check_cameras(args.checkpoint, trained_cameras, rig)
     check_action_dim(info.action_dim)
     _warn_trained_seeds(args, rig, trained_seeds)
     dt = dt or info.dt or 1.0 / DEFAULT_FREQUENCY
     config = LockstepEvalConfig(
         args.checkpoint, lockstep,
-        ExecutorConfig(dt=dt, steps_per_inference=args.steps_per_inference, action_delay_steps=_action_delay_steps()),
+        ExecutorConfig(dt=dt, steps_per_inference=args.steps_per_inference,
+                       action_delay_steps=_action_delay_steps(info, args.checkpoint)),
         RolloutConfig(max_duration=max_duration, inference_timeout=args.inference_timeout), rig.planar_z,
         inference_latency=args.inference_latency)
     seeds = list(range(args.seed, args.seed + args.episodes))
@@ -160,6 +162,7 @@ def _evaluate_lockstep(args: argparse.Namespace, rig: RigConfig, max_duration: f
 def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> int:
     from robot_stack.data.dataset import EpisodeDataset
     from robot_stack.data.episode_recorder import CameraStream, EpisodeRecorder
+    from robot_stack.data.timing_convention import TimingConvention
     from robot_stack.data.preview import Preview
     from robot_stack.data.terminal_keys import TerminalKeys
     from robot_stack.server.evaluation import EvalConfig, results_json, run_evaluation, summarize
@@ -175,32 +178,37 @@ def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> 
         if args.remote:
             endpoint = args.remote
             client = stack.enter_context(PolicyClient(endpoint, token=args.token, timeout=args.inference_timeout))
-            info, trained_seeds = _policy_info(client, endpoint), []
+            info, trained_seeds, trained_cameras = _policy_info(client, endpoint), [], None
         else:
             # Checked here first (seconds): a bad checkpoint is one line before any process starts.
             dt = None if args.frequency is None else 1.0 / args.frequency
             service = CheckpointService(args.checkpoint, resolve_device(args.device), dt)
             log.info("checking the policy in %s", args.checkpoint)
-            info, trained_seeds = service.check()
+            info, trained_seeds, trained_cameras = service.check()
             policy = PolicyProcess(service, token=args.token)
             policy_processes.append(policy)
             endpoint = policy.endpoint
             client = stack.enter_context(PolicyClient(endpoint, token=args.token, timeout=args.inference_timeout))
         check_policy_observations(info, range(len(rig.cameras)), scene_fields=_scene_fields(rig))
+        _check_cameras(args.checkpoint, trained_cameras, rig)
         check_action_dim(info.action_dim)
         _warn_trained_seeds(args, rig, trained_seeds)
         dt = 1.0 / args.frequency if args.frequency else (info.dt or 1.0 / DEFAULT_FREQUENCY)
         config = EvalConfig(episodes=args.episodes, seed=args.seed, base_z=rig.planar_z)
         executor_config = ExecutorConfig(dt=dt, steps_per_inference=args.steps_per_inference,
-                                         action_delay_steps=_action_delay_steps())
+                                         action_delay_steps=_action_delay_steps(info, args.checkpoint or endpoint))
         rollout_config = RolloutConfig(max_duration=max_duration, inference_timeout=args.inference_timeout)
-        log.info("policy: observes %s, %d-step history, chunks of %d actions; dt %.3f s",
-                 sorted(info.obs_shapes), info.n_obs_steps, info.n_action_steps, dt)
+        log.info("policy: observes %s, %d-step history, chunks of %d actions; dt %.3f s, actions %d steps after "
+                 "their observation", sorted(info.obs_shapes), info.n_obs_steps, info.n_action_steps, dt,
+                 executor_config.action_delay_steps)
 
         dataset = None
         if not args.no_record:
             out = args.out or Path("runs/eval") / f"{rig.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             dataset = stack.enter_context(EpisodeDataset.open(out, mode="a"))
+            # Recorded like demonstrations: the executed plan, with the policy's timing convention.
+            dataset.record_setup([c.frame_setup() for c in rig.cameras],
+                                 TimingConvention(dt, executor_config.action_delay_steps))
         # The policy process starts first (before the arm connects) and is supervised with the rig.
         running = stack.enter_context(start_rig(rig, extra=policy_processes))
         robot, cameras, scene = running.robot, running.cameras, running.scene
@@ -256,7 +264,26 @@ def _warn_trained_seeds(args: argparse.Namespace, rig: RigConfig, trained: list[
                     len(overlap), shown, HELD_OUT_SEED_START)
 
 
-def _action_delay_steps() -> int:
-    from robot_stack.data.collection import ACTION_DELAY_STEPS
+def _action_delay_steps(info, source: str) -> int:
+    """The policy's action timing (from its checkpoint); a server that does not say gets the original's."""
+    from robot_stack.data.timing_convention import ORIGINAL_ACTION_DELAY_STEPS
 
-    return ACTION_DELAY_STEPS
+    if info.action_delay_steps is None:
+        log.info("%s does not say how its actions are timed: using the original Diffusion Policy's convention "
+                 "(action_delay_steps %d)", source, ORIGINAL_ACTION_DELAY_STEPS)
+        return ORIGINAL_ACTION_DELAY_STEPS
+    return info.action_delay_steps
+
+
+def _check_cameras(source: str | None, trained: list[dict] | None, rig: RigConfig) -> None:
+    """Refuse a rig whose camera images are made differently (resolution, crop, size) from the training data's."""
+    if trained is None:
+        return
+    keys = ("resolution", "crop", "image_size")
+    for i, (want, cam) in enumerate(zip(trained, rig.cameras)):
+        have = cam.frame_setup()
+        diff = {k: (want.get(k), have[k]) for k in keys if want.get(k) != have[k]}
+        if diff:
+            shown = ", ".join(f"{k} {a} in training vs {b} here" for k, (a, b) in diff.items())
+            raise ConfigError(f"camera {i} ({cam.name}) of rig {rig.name} makes other images than the ones "
+                              f"{source} was trained on: {shown}; set the rig's camera to match")

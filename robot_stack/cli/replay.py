@@ -49,9 +49,10 @@ def run(args: argparse.Namespace) -> int:
             episode = dataset.replay_buffer.get_episode(args.episode)
         except IndexError as exc:
             raise ConfigError(f"--episode: {exc}") from None
+        timing = dataset.timing_convention()
     check_robot(robot_cfg)
     with RobotController(robot_cfg) as robot:
-        report = replay_episode(robot.client, episode)
+        report = replay_episode(robot.client, episode, timing.action_delay_steps)
     print(report.summary(), flush=True)
     if args.max_error is not None and report.position_error_p95 * 1e3 > args.max_error:
         print(f"p95 position error {report.position_error_p95 * 1e3:.2f} mm exceeds --max-error {args.max_error} mm",

@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
     add_token_argument(parser)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:<index> or auto (default)")
-    parser.add_argument("--dt", type=float, help="control period the policy was trained at, sent to clients (s)")
+    parser.add_argument("--dt", type=float, help="control period sent to clients, s (default: the checkpoint's, from its training data)")
     parser.set_defaults(func=run)
 
 

@@ -104,7 +104,6 @@ def run(args: argparse.Namespace) -> int:
 def _rollout_evaluator(args: argparse.Namespace, cfg: TaskConfig):
     """The success rate of a policy on the lockstep simulator (the rig named by --eval-rig)."""
     from robot_stack.cli.eval import DEFAULT_FREQUENCY
-    from robot_stack.data.collection import ACTION_DELAY_STEPS
     from robot_stack.rig import load_rig
     from robot_stack.server.executor import ExecutorConfig
     from robot_stack.server.lockstep_eval import LockstepEvalConfig, success_rate_evaluator
@@ -115,7 +114,8 @@ def _rollout_evaluator(args: argparse.Namespace, cfg: TaskConfig):
     if rig.scene is None:
         raise ConfigError(f"--eval-rig {args.eval_rig}: rollouts need a simulated Push-T rig (a scene: section)")
     config = LockstepEvalConfig(None, LockstepRig(rig.robot, rig.scene, tuple(rig.cameras), rig.name),
-                                ExecutorConfig(dt=1.0 / DEFAULT_FREQUENCY, action_delay_steps=ACTION_DELAY_STEPS),
+                                # dt and action timing: the dataset's, set at each rollout by the evaluator
+                                ExecutorConfig(dt=1.0 / DEFAULT_FREQUENCY),
                                 RolloutConfig(max_duration=rig.scene.time_limit), rig.planar_z)
     return success_rate_evaluator(config, range(args.eval_seed, args.eval_seed + args.eval_episodes))
 

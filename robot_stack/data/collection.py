@@ -34,12 +34,19 @@ import numpy as np
 
 from robot_stack.config import ConfigError
 from robot_stack.data.episode_recorder import EpisodeRecorder, robot_step
+from robot_stack.data.timing_convention import TimingConvention
 from robot_stack.hardware.teleop import KeyboardTeleop, TeleopMapper, TeleopState
 from robot_stack.runtime import StaleDataError, now, precise_wait
+from robot_stack.sim.pusht.expert import check_finish_coverage, demo_finished
 
 log = logging.getLogger(__name__)
 
 ACTION_DELAY_STEPS = 2
+
+
+def recording_convention(frequency: float) -> TimingConvention:
+    """The timing convention of episodes these recorders make at ``frequency`` Hz (for ``record_setup``)."""
+    return TimingConvention(1.0 / frequency, ACTION_DELAY_STEPS)
 # Operator keys (in the preview window or the terminal) -> loop commands.
 CONTROL_KEYS: dict[str, str] = {"c": "start", "s": "stop", "x": "discard", "\b": "discard", "\x7f": "discard",
                                 "q": "quit", "\x1b": "quit"}
@@ -91,6 +98,7 @@ class CollectConfig:
     auto: bool = False  # episodes start/stop by themselves (scripted teleop)
     keep_failed: bool = False  # auto: also save episodes that ended without success
     success_hold: float = 0.5  # auto: s the scene must report success before the episode ends
+    finish_coverage: float | None = None  # auto: end at this goal coverage instead (see demo_finished)
     seed: int = 0  # scene seed of the k-th started episode: seed + k
     gripper: bool = False  # append the gripper command (1 closed, 0 open) to each action
 
@@ -105,6 +113,7 @@ class CollectConfig:
             raise ConfigError("automatic episodes need a max_duration (the scene's time limit)")
         if self.success_hold < 0:
             raise ConfigError(f"success_hold must be >= 0, got {self.success_hold}")
+        check_finish_coverage(self.finish_coverage)
 
 
 @dataclass
@@ -240,7 +249,7 @@ class _CollectionLoop:
             return ["start"] if cfg.auto else []
         elapsed = self.recorder.elapsed()
         if cfg.auto and self.scene_state is not None:
-            if bool(self.scene_state["success"]):
+            if demo_finished(self.scene_state, cfg.finish_coverage):
                 self.success_since = now() if self.success_since is None else self.success_since
                 if now() - self.success_since >= cfg.success_hold:
                     return ["stop"]

@@ -25,6 +25,7 @@ from typing import Mapping
 import numpy as np
 
 from robot_stack.data.replay_buffer import OpenMode, ReplayBuffer, ReplayBufferError, fsync_path
+from robot_stack.data.timing_convention import TimingConvention
 from robot_stack.data.video_recorder import timestamps_path
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ VIDEO_DIR_NAME = "videos"
 _STAGING = ".staging"
 _SEEDS_ATTR = "scene_seeds"  # {"<episode>": seed} of the simulated scene each episode was recorded on
 _CAMERAS_ATTR = "cameras"  # per camera (in camera-index order): what its video frames are (name, crop, size)
+_TIMING_ATTR = "timing_convention"  # TimingConvention.to_dict(): dt and the actions' delay in steps
 
 
 class EpisodeDataset:
@@ -115,23 +117,45 @@ class EpisodeDataset:
         shutil.rmtree(self.video_root / _STAGING, ignore_errors=True)
 
     def camera_setup(self) -> list[dict] | None:
-        """How each camera's frames were produced (``record_camera_setup``), or None if not recorded."""
+        """How each camera's frames were produced (``record_setup``), or None if not recorded."""
         setup = self.replay_buffer.attrs.get(_CAMERAS_ATTR)
         return None if setup is None else [dict(c) for c in setup]
 
-    def record_camera_setup(self, cameras: list[dict]) -> None:
-        """Note how the cameras' frames are made (name, capture resolution, crop, output size, fps).
+    def timing_convention(self) -> TimingConvention:
+        """How the recorded actions relate to time (``record_setup``). Datasets that do not say (the original
+        Diffusion Policy's) get the original's convention, with dt from the step timestamps (logged)."""
+        value = self.replay_buffer.attrs.get(_TIMING_ATTR)
+        if value is not None:
+            return TimingConvention.from_dict(value, f"{self.root} attribute {_TIMING_ATTR}")
+        dt = None
+        if self.n_episodes and "timestamp" in self.replay_buffer.keys:
+            steps = np.diff(np.asarray(self.replay_buffer.get_episode(0, ["timestamp"])["timestamp"], np.float64))
+            dt = float(np.median(steps)) if len(steps) and 0 < np.median(steps) <= 10 else None
+        return TimingConvention.original(dt, str(self.root))
 
-        ``ReplayBufferError`` if the dataset already holds episodes recorded with another setup: appending
-        would silently mix images cropped or scaled differently.
+    def record_setup(self, cameras: list[dict], timing: TimingConvention) -> None:
+        """Note how the episodes recorded from now on are made: each camera's frames (name, capture
+        resolution, crop, output size, fps) and the actions' timing convention.
+
+        ``ReplayBufferError`` if the dataset already holds episodes recorded otherwise (or, for the timing,
+        with none noted, like the original's recordings): appending would silently mix images cropped or
+        scaled differently, or actions meant for different times.
         """
         plain = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in c.items()} for c in cameras]
-        existing = self.camera_setup()
-        if existing is not None and existing != plain and self.n_episodes:
-            raise ReplayBufferError(
-                f"{self.root} was recorded with cameras {existing}; this rig's are {plain}: record into a new "
-                "dataset (mixing crops or image sizes would make the images mean different things)")
+        if self.n_episodes:
+            existing = self.camera_setup()
+            if existing is not None and existing != plain:
+                raise ReplayBufferError(
+                    f"{self.root} was recorded with cameras {existing}; this rig's are {plain}: record into a new "
+                    "dataset (mixing crops or image sizes would make the images mean different things)")
+            said = self.replay_buffer.attrs.get(_TIMING_ATTR)
+            if said != timing.to_dict():
+                said = "none noted (the original's: delay 0)" if said is None else said
+                raise ReplayBufferError(
+                    f"{self.root} holds episodes recorded with timing convention {said}; this recording's is "
+                    f"{timing.to_dict()}: record into a new dataset (mixed conventions would shift the actions)")
         self.replay_buffer.attrs[_CAMERAS_ATTR] = plain
+        self.replay_buffer.attrs[_TIMING_ATTR] = timing.to_dict()
 
     def episode_seeds(self) -> dict[int, int]:
         """Scene seed of each episode recorded on a simulated scene (episode index -> seed)."""
@@ -144,8 +168,11 @@ class EpisodeDataset:
         is added to the replay buffer, then the scene ``seed`` (if any) is noted. Returns the episode index.
 
         On failure (e.g. ``EpisodeWriteError`` for a full disk) the episode's videos are removed and the
-        error propagates; earlier episodes are intact.
+        error propagates; earlier episodes are intact. ``ReplayBufferError`` (nothing saved) if ``videos``
+        lacks a finished ``<camera>.mp4`` for a camera of the recorded setup, or holds an unfinished one.
         """
+        if videos is not None:
+            self._check_videos(videos)
         index = self.n_episodes
         target = self.episode_dir(index)
         if target.exists():  # left by an episode that never committed
@@ -163,6 +190,18 @@ class EpisodeDataset:
         if seed is not None:
             self._set_seed(index, seed)
         return index
+
+    def _check_videos(self, videos: Path) -> None:
+        unfinished = sorted(p.name for p in videos.glob("*.partial"))
+        if unfinished:
+            raise ReplayBufferError(f"{videos}: video file(s) {unfinished} were never finished (close the writer "
+                                    "first); the episode is not saved")
+        cameras = self.camera_setup()
+        missing = [f"{i}.mp4" for i in range(len(cameras or []))
+                   if not (videos / f"{i}.mp4").is_file() or (videos / f"{i}.mp4").stat().st_size == 0]
+        if missing:
+            raise ReplayBufferError(f"{videos}: no video {missing} for the dataset's cameras "
+                                    f"{[c.get('name') for c in cameras or []]}; the episode is not saved")
 
     def _set_seed(self, index: int, seed: int | None) -> None:
         # After the commit point: a crash here loses only the note, never the episode.

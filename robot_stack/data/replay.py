@@ -2,8 +2,8 @@
 how closely the robot reproduces the recorded TCP trajectory.
 
 Timing mirrors collection exactly (see ``collection.py``): step ``i`` is replayed at ``t0 + (timestamp[i] -
-timestamp[0])`` by scheduling ``action[i]`` (its first six values, the TCP pose) for ``ACTION_DELAY_STEPS``
-periods later. Before that the arm is brought to the episode's first recorded pose at a gentle speed, so the
+timestamp[0])`` by scheduling ``action[i]`` (its first six values, the TCP pose) for ``action_delay_steps``
+periods later (the dataset's timing convention: 2 for robot_stack's recorders, 0 for the original's). Before that the arm is brought to the episode's first recorded pose at a gentle speed, so the
 replay starts where the recording did. Tracking error compares the recorded ``robot_eef_pose[i]`` with the
 replayed actual pose at the same relative time (interpolated from the robot's state stream).
 
@@ -21,7 +21,6 @@ from typing import Mapping
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from robot_stack.data.collection import ACTION_DELAY_STEPS
 from robot_stack.hardware.robot.controller import RobotClient
 from robot_stack.runtime import interpolate_poses, now, precise_wait
 
@@ -62,9 +61,10 @@ class ReplayReport:
                 f"{self.start_error_max * 1e3:.2f} mm). {self.late_sends} late sends, {self.rejected} rejected commands")
 
 
-def replay_episode(robot: RobotClient, episode: Mapping[str, np.ndarray], settle: float = 0.6,
-                   approach_timeout: float = 20.0) -> ReplayReport:
-    """Replay ``episode`` (``timestamp``, ``action``, ``robot_eef_pose``) on ``robot`` and report tracking error."""
+def replay_episode(robot: RobotClient, episode: Mapping[str, np.ndarray], action_delay_steps: int,
+                   settle: float = 0.6, approach_timeout: float = 20.0) -> ReplayReport:
+    """Replay ``episode`` (``timestamp``, ``action``, ``robot_eef_pose``) on ``robot`` and report tracking error;
+    ``action_delay_steps`` is the dataset's (``EpisodeDataset.timing_convention``)."""
     missing = [k for k in ("timestamp", "action", "robot_eef_pose") if k not in episode]
     if missing:
         raise ReplayError(f"the episode has no {', '.join(missing)}; it cannot be replayed")
@@ -89,9 +89,9 @@ def replay_episode(robot: RobotClient, episode: Mapping[str, np.ndarray], settle
         precise_wait(t_send)
         if now() - t_send > dt / 2:
             late += 1
-        robot.schedule_waypoint(actions[i, :6], t_send + ACTION_DELAY_STEPS * dt)
+        robot.schedule_waypoint(actions[i, :6], t_send + action_delay_steps * dt)
         stream.poll()
-    precise_wait(t0 + (ts[-1] - ts[0]) + ACTION_DELAY_STEPS * dt + _SETTLE_S)
+    precise_wait(t0 + (ts[-1] - ts[0]) + action_delay_steps * dt + _SETTLE_S)
     states = stream.poll()
     if len(states["timestamp"]) < 2 or states["timestamp"][-1] < t0 + (ts[-1] - ts[0]):
         raise ReplayError("the robot published no states for part of the replay")

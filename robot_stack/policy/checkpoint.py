@@ -12,7 +12,14 @@ with ``torch.load(weights_only=True)``: no pickled objects, nothing from the fil
         "optimizer": {...},                 # only in latest.ckpt (needed to resume)
       },
       "train_state": {"global_step": int, "epoch": int, "val_loss": float | None, "train_loss": float, ...},
+      "convention": {                       # how the training data was made (absent in older/imported files)
+        "timing": {"dt": float, "action_delay_steps": int},   # robot_stack.data.timing_convention
+        "cameras": [{"name", "driver", "resolution", "crop", "image_size", "fps"}, ...] | None,
+      },
     }
+
+Checkpoints without ``convention`` (the original's, converted; robot_stack's from before it was stored) run
+with the original Diffusion Policy's timing (``TimingConvention.original``, logged).
 
 Files are written to a temporary name, fsynced and renamed into place, so a crash or full disk during
 saving never replaces a good checkpoint with a truncated one.
@@ -28,6 +35,7 @@ from typing import Any
 import torch
 
 from robot_stack.config import ConfigError
+from robot_stack.data.timing_convention import TimingConvention
 from robot_stack.policy.config import TaskConfig, task_config_from_dict, task_config_to_dict
 from robot_stack.policy.diffusion_policy import DiffusionPolicy
 
@@ -40,8 +48,9 @@ def save_checkpoint(
     cfg: TaskConfig,
     state_dicts: dict[str, dict[str, Any]],
     train_state: dict[str, Any] | None = None,
+    convention: dict[str, Any] | None = None,
 ) -> Path:
-    """Atomically write a checkpoint (see the module docstring for the payload)."""
+    """Atomically write a checkpoint (see the module docstring for the payload; ``convention`` as there)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -51,6 +60,8 @@ def save_checkpoint(
         "state_dicts": state_dicts,
         "train_state": dict(train_state or {}),
     }
+    if convention is not None:
+        payload["convention"] = convention
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
@@ -92,7 +103,32 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             raise ConfigError(f"{path} is damaged: its '{key}' entry is missing or not a {kind.__name__}")
     if not {"model", "ema_model"} & set(payload["state_dicts"]):
         raise ConfigError(f"{path} is damaged: it holds no model weights")
+    convention = payload.get("convention")
+    if convention is not None:
+        if not isinstance(convention, dict) or set(convention) != {"timing", "cameras"} or not (
+                convention["cameras"] is None or isinstance(convention["cameras"], list)):
+            raise ConfigError(f"{path} is damaged: its 'convention' entry is not {{timing, cameras}}")
+        TimingConvention.from_dict(convention["timing"], str(path))  # ConfigError naming the file
     return payload
+
+
+def make_convention(timing: TimingConvention, cameras: list[dict] | None) -> dict[str, Any]:
+    """The ``convention`` entry for data recorded with ``timing`` and camera setup ``cameras``."""
+    return {"timing": timing.to_dict(), "cameras": None if cameras is None else [dict(c) for c in cameras]}
+
+
+def checkpoint_timing(payload: dict[str, Any], source: str) -> TimingConvention:
+    """The action-timing convention a checkpoint's policy was trained with (the original's when unrecorded)."""
+    convention = payload.get("convention")
+    if convention is None:
+        return TimingConvention.original(None, source)
+    return TimingConvention.from_dict(convention["timing"], source)
+
+
+def checkpoint_cameras(payload: dict[str, Any]) -> list[dict] | None:
+    """How the training images were made (per camera, dataset attribute ``cameras``), or None if unknown."""
+    convention = payload.get("convention")
+    return None if convention is None or convention["cameras"] is None else [dict(c) for c in convention["cameras"]]
 
 
 def policy_from_payload(payload: dict[str, Any], use_ema: bool = True, source: str = "checkpoint") -> DiffusionPolicy:
@@ -132,7 +168,8 @@ def export_for_inference(src: str | Path, dst: str | Path) -> Path:
     weights = states.get("ema_model", states["model"])
     kept = {k: payload["train_state"][k] for k in ("global_step", "epoch", "train_loss", "val_loss", "scene_seeds", "eval_history")
             if k in payload["train_state"]}
-    return save_checkpoint(dst, task_config_from_dict(payload["config"]), {"model": weights}, kept)
+    return save_checkpoint(dst, task_config_from_dict(payload["config"]), {"model": weights}, kept,
+                           payload.get("convention"))
 
 
 def load_state_dict_checked(policy: DiffusionPolicy, state: dict[str, torch.Tensor], source: str) -> None:

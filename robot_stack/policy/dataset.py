@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 
 from robot_stack.config import ConfigError
 from robot_stack.data.dataset import EpisodeDataset
+from robot_stack.data.timing_convention import DEFAULT_DT, ORIGINAL_ACTION_DELAY_STEPS, TimingConvention
 from robot_stack.policy.config import FieldConfig, PolicyConfig
 from robot_stack.policy.frame_cache import DatasetError, camera_frames
 from robot_stack.policy.sequence_sampler import SequenceSampler
@@ -41,6 +42,10 @@ class ReplayData:
     frame_files: dict[str, Path]  # camera key -> cached (N, H, W, 3) uint8 .npy
     episode_ends: np.ndarray  # (E,) int64
     scene_seeds: dict[int, int] = field(default_factory=dict)  # episode -> simulated scene seed, where recorded
+    # How the actions relate to time (the original's convention when the dataset does not say).
+    timing: TimingConvention = field(default_factory=lambda: TimingConvention(DEFAULT_DT, ORIGINAL_ACTION_DELAY_STEPS,
+                                                                              recorded=False))
+    camera_setup: list[dict] | None = None  # how the dataset's camera frames were made, when recorded
 
     @property
     def n_episodes(self) -> int:
@@ -87,7 +92,8 @@ def load_replay_data(root: str | Path, cfg: PolicyConfig, cache_dir: str | Path 
             frames = camera_frames(videos, cam, tuple(cfg.image_size), episode_ends, step_ts, cache, show_progress)
             frame_files[key] = Path(frames.filename)
         scene_seeds = folder.episode_seeds()
-    return ReplayData(low_dim, action, frame_files, episode_ends, scene_seeds)
+        timing, camera_setup = folder.timing_convention(), folder.camera_setup()
+    return ReplayData(low_dim, action, frame_files, episode_ends, scene_seeds, timing, camera_setup)
 
 
 def split_episodes(n_episodes: int, val_ratio: float, seed: int, max_train_episodes: int | None = None) -> tuple[list[int], list[int]]:

@@ -8,7 +8,8 @@ Output folder::
     OUT/epoch=0040-step=0005480-success=0.900.ckpt    with a rollout ``evaluator``: the ``top_k`` best by
                                                       success rate instead (ties: the later one)
 
-Rollout evaluation (like the original's env runner): given ``evaluator(policy) -> success rate`` and
+Rollout evaluation (like the original's env runner): given ``evaluator(policy, timing) -> success rate``
+(``timing``: the dataset's ``TimingConvention``, which the rollouts must execute actions with) and
 ``eval_every`` epochs, the EMA policy is rolled out every ``eval_every`` epochs (and at the end); the
 success rates are logged, kept in ``train_state["eval_history"]`` as ``[step, rate]`` pairs (the
 learning curve) and rank the kept checkpoints. The evaluator comes from above (the CLI builds one on the
@@ -39,7 +40,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from robot_stack.config import ConfigError
-from robot_stack.policy.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
+from robot_stack.data.timing_convention import TimingConvention
+from robot_stack.policy.checkpoint import load_checkpoint, load_state_dict_checked, make_convention, save_checkpoint
 from robot_stack.policy.config import TaskConfig, task_config_from_dict
 from robot_stack.policy.dataset import SequenceDataset, load_replay_data, split_episodes
 from robot_stack.policy.diffusion_policy import DiffusionPolicy
@@ -94,7 +96,7 @@ class Trainer:
         device: str = "cpu",
         resume: bool = False,
         show_progress: bool = True,
-        evaluator: Callable[[DiffusionPolicy], float] | None = None,
+        evaluator: Callable[[DiffusionPolicy, TimingConvention], float] | None = None,
         eval_every: int = 10,
     ):
         if eval_every < 1:
@@ -133,6 +135,10 @@ class Trainer:
         else:
             train_eps, val_eps = split_episodes(data.n_episodes, tcfg.val_ratio, tcfg.seed, tcfg.max_train_episodes)
         self.scene_seeds = list(data.scene_seeds.values())
+        # Travels into every checkpoint: eval/serve execute actions with the timing the data was made with.
+        self.timing = data.timing
+        self.convention = make_convention(data.timing, data.camera_setup)
+        log.info("dataset %s: %s", dataset, data.timing.describe())
         self.train_set = SequenceDataset(data, cfg.policy, train_eps)
         self.val_set = SequenceDataset(data, cfg.policy, val_eps) if val_eps else None
         short = self.train_set.sampler.too_short + (self.val_set.sampler.too_short if self.val_set else [])
@@ -232,7 +238,7 @@ class Trainer:
         model.eval()
         rng = torch.get_rng_state()  # rollouts draw noise: keep training's random stream as it was
         try:
-            rate = float(self.evaluator(model))
+            rate = float(self.evaluator(model, self.timing))
         finally:
             torch.set_rng_state(rng)
             model.train(was_training)
@@ -292,7 +298,8 @@ class Trainer:
         }
 
     def _save_latest(self, train_loss: float) -> None:
-        save_checkpoint(self.out_dir / LATEST, self.cfg, self._state_dicts(True), self._train_state(train_loss))
+        save_checkpoint(self.out_dir / LATEST, self.cfg, self._state_dicts(True), self._train_state(train_loss),
+                        self.convention)
 
     def _checkpoint(self, train_loss: float) -> None:
         if self.evaluator is not None:
@@ -305,7 +312,8 @@ class Trainer:
         name = f"epoch={self.epoch:04d}-step={self.global_step:07d}-{label}.ckpt"
         k = self.cfg.training.top_k
         if math.isfinite(metric) and (len(self.best) < k or metric < self.best[-1][0]):
-            save_checkpoint(self.out_dir / name, self.cfg, self._state_dicts(False), self._train_state(train_loss))
+            save_checkpoint(self.out_dir / name, self.cfg, self._state_dicts(False), self._train_state(train_loss),
+                            self.convention)
             self.best = sorted([*self.best, (metric, name)])
             for _, dropped in self.best[k:]:
                 (self.out_dir / dropped).unlink(missing_ok=True)

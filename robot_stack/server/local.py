@@ -11,7 +11,7 @@ import os
 import tempfile
 import uuid
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from robot_stack.runtime import DeviceProcess
 from robot_stack.server.policy_service import PolicyInfo, PolicyService
@@ -21,28 +21,47 @@ from robot_stack.server.transport import PolicyServer
 _POLL_S = 0.05
 
 
+class CheckedCheckpoint(NamedTuple):
+    """What ``CheckpointService.check`` learns: the interface, the scene seeds trained on, and how the
+    training images were made (per camera; None if the checkpoint does not say)."""
+
+    info: PolicyInfo
+    trained_seeds: list[int]
+    cameras: list[dict] | None
+
+
 @dataclass(frozen=True)
 class CheckpointService:
-    """Picklable factory of a ``PolicyService`` for a checkpoint (what ``PolicyProcess`` runs by default)."""
+    """Picklable factory of a ``PolicyService`` for a checkpoint (what ``PolicyProcess`` runs by default).
+
+    The policy's ``dt`` and action timing come from the checkpoint (``convention``; the original's when it
+    has none); ``dt`` given here overrides the period.
+    """
 
     checkpoint: str
     device: str = "cpu"
     dt: float | None = None
 
     def __call__(self) -> PolicyService:
-        from robot_stack.policy.checkpoint import load_policy  # torch import only where a policy runs
+        from robot_stack.policy.checkpoint import checkpoint_timing, load_checkpoint, policy_from_payload
 
-        return PolicyService(load_policy(self.checkpoint, self.device), self.dt)
+        payload = load_checkpoint(self.checkpoint)
+        policy = policy_from_payload(payload, source=self.checkpoint).to(self.device).eval()
+        timing = checkpoint_timing(payload, self.checkpoint)
+        return PolicyService(policy, self.dt or timing.dt, timing.action_delay_steps)
 
-    def check(self) -> tuple[PolicyInfo, list[int]]:
+    def check(self) -> CheckedCheckpoint:
         """Load the checkpoint in this process, on the CPU (``ConfigError`` naming the file if it is unreadable,
-        damaged or from another config): the policy's interface and the scene seeds it was trained on."""
-        from robot_stack.policy.checkpoint import load_checkpoint, policy_from_payload
+        damaged or from another config)."""
+        from robot_stack.policy.checkpoint import (checkpoint_cameras, checkpoint_timing, load_checkpoint,
+                                                   policy_from_payload)
 
         payload = load_checkpoint(self.checkpoint)
         policy = policy_from_payload(payload, source=self.checkpoint)
+        timing = checkpoint_timing(payload, self.checkpoint)
         seeds = [int(s) for s in payload.get("train_state", {}).get("scene_seeds", [])]
-        return PolicyInfo.of(policy, self.dt), seeds
+        info = PolicyInfo.of(policy, self.dt or timing.dt, timing.action_delay_steps)
+        return CheckedCheckpoint(info, seeds, checkpoint_cameras(payload))
 
 
 def private_ipc_endpoint() -> str:

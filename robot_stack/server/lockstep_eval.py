@@ -20,6 +20,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from robot_stack.config import ConfigError
+from robot_stack.data.timing_convention import TimingConvention
 from robot_stack.server.evaluation import EpisodeResult, EvalConfig, run_evaluation
 from robot_stack.server.executor import ExecutorConfig
 from robot_stack.server.policy_service import PolicyService
@@ -115,10 +116,13 @@ class LockstepEvaluator:
 _WORKER: LockstepEvaluator | None = None
 
 
-def success_rate_evaluator(config: LockstepEvalConfig, seeds: Sequence[int]) -> Callable[[object], float]:
-    """``evaluator(policy) -> success rate`` over ``seeds`` in this process, for the trainer's rollouts."""
-    def evaluate(policy) -> float:
-        evaluator = LockstepEvaluator(config, PolicyService(policy, config.executor.dt))
+def success_rate_evaluator(config: LockstepEvalConfig, seeds: Sequence[int]) -> Callable[[object, TimingConvention], float]:
+    """``evaluator(policy, timing) -> success rate`` over ``seeds`` in this process, for the trainer's rollouts;
+    actions are executed with ``timing`` (the training data's), whatever ``config.executor`` says."""
+    def evaluate(policy, timing: TimingConvention) -> float:
+        executor = replace(config.executor, dt=timing.dt, action_delay_steps=timing.action_delay_steps)
+        run = replace(config, executor=executor)
+        evaluator = LockstepEvaluator(run, PolicyService(policy, timing.dt, timing.action_delay_steps))
         return float(np.mean([evaluator.episode(seed).success for seed in seeds]))
 
     return evaluate

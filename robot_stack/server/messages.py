@@ -69,6 +69,7 @@ KIND_SCHEMAS: dict[str, KindSchema] = {
             "action_dim": (int,),
             "obs_shapes": (dict,),
             "dt": (float, type(None)),
+            "action_delay_steps": (int, type(None)),
         }
     ),
     "infer": KindSchema(meta={"t_obs": (float,)}, arrays=None),

@@ -34,8 +34,9 @@ class PolicyInfo:
     """A policy's interface: observation keys/shapes per step, history length, chunk length, action size.
 
     ``obs_shapes`` values are ``(C, H, W)`` for cameras (keys ``camera_<i>``) and ``(D,)`` for low-dim keys
-    (the leading ``D`` columns are used). ``dt`` is the control period the policy was trained at, when
-    the checkpoint records it.
+    (the leading ``D`` columns are used). ``dt`` is the control period the policy was trained at and
+    ``action_delay_steps`` the timing convention of its actions (action ``k`` of a chunk is meant for
+    ``t_obs + (k + action_delay_steps) * dt``), when known (``robot_stack.data.timing_convention``).
     """
 
     n_obs_steps: int
@@ -44,9 +45,10 @@ class PolicyInfo:
     action_dim: int
     obs_shapes: dict[str, tuple[int, ...]]
     dt: float | None = None
+    action_delay_steps: int | None = None
 
     @classmethod
-    def of(cls, policy: Policy, dt: float | None = None) -> "PolicyInfo":
+    def of(cls, policy: Policy, dt: float | None = None, action_delay_steps: int | None = None) -> "PolicyInfo":
         """The interface of a policy object."""
         return cls(
             n_obs_steps=int(policy.n_obs_steps),
@@ -55,6 +57,7 @@ class PolicyInfo:
             action_dim=int(policy.action_dim),
             obs_shapes={str(k): tuple(int(d) for d in v) for k, v in policy.obs_shapes.items()},
             dt=dt,
+            action_delay_steps=action_delay_steps,
         )
 
     def to_meta(self) -> dict[str, Any]:
@@ -66,6 +69,7 @@ class PolicyInfo:
             "action_dim": self.action_dim,
             "obs_shapes": {k: list(v) for k, v in self.obs_shapes.items()},
             "dt": self.dt,
+            "action_delay_steps": self.action_delay_steps,
         }
 
     @classmethod
@@ -87,8 +91,11 @@ class PolicyInfo:
         dt = meta["dt"]
         if dt is not None and not 0.0 < dt <= 10.0:
             raise MessageError("bad_meta", f"info dt must be in (0, 10] s, got {dt}")
+        delay = meta["action_delay_steps"]
+        if delay is not None and not 0 <= delay <= 100:
+            raise MessageError("bad_meta", f"info action_delay_steps must be in [0, 100], got {delay}")
         return cls(meta["n_obs_steps"], meta["n_action_steps"], meta["horizon"], meta["action_dim"], parsed,
-                   None if dt is None else float(dt))
+                   None if dt is None else float(dt), delay)
 
     def check_observation(self, obs: Mapping[str, np.ndarray]) -> None:
         """Raise ``MessageError('bad_observation')`` unless ``obs`` has exactly this policy's keys and shapes.
@@ -114,9 +121,9 @@ class PolicyInfo:
 class PolicyService:
     """Serves one policy: ``info()`` and ``infer(obs)``; used by ``PolicyServer`` (local and remote mode)."""
 
-    def __init__(self, policy: Policy, dt: float | None = None):
+    def __init__(self, policy: Policy, dt: float | None = None, action_delay_steps: int | None = None):
         self.policy = policy
-        self.info = PolicyInfo.of(policy, dt)
+        self.info = PolicyInfo.of(policy, dt, action_delay_steps)
 
     def warmup(self) -> float:
         """Run one inference on a neutral observation (first calls allocate/compile); returns its seconds."""

@@ -2,6 +2,7 @@
 timestamps, seeds), recorded in simulated time, identical whichever worker recorded an episode."""
 
 import numpy as np
+import pytest
 
 from robot_stack.cli import main
 from robot_stack.data.collection import ACTION_DELAY_STEPS
@@ -66,10 +67,46 @@ def test_the_camera_setup_is_recorded_and_never_mixed(sim_rig, tmp_path, capsys)
     assert _collect(small, tmp_path / "d", workers=1, episodes=1) == 0
     with EpisodeDataset.open(tmp_path / "d") as dataset:
         (top,) = dataset.camera_setup()
+        timing = dataset.timing_convention()
     assert top == {"name": "top", "driver": "sim", "resolution": [96, 96], "crop": None, "image_size": [96, 96],
                    "fps": 10}
+    assert timing.to_dict() == {"dt": 0.1, "action_delay_steps": ACTION_DELAY_STEPS} and timing.recorded
     cropped = sim_rig(camera={"resolution": [96, 96], "fps": 10, "crop": [8, 8, 80, 80]})
     assert _collect(cropped, tmp_path / "d", workers=1, episodes=1) == 2
     assert "was recorded with cameras" in capsys.readouterr().err
     with EpisodeDataset.open(tmp_path / "d") as dataset:
+        assert dataset.n_episodes == 1
+
+
+def test_finish_coverage_makes_the_expert_finish_tighter(tmp_path, capsys):
+    """--finish-coverage: the expert keeps refining past the scene's success, and episodes end only then."""
+    out = tmp_path / "tight"
+    assert main(["collect", "--rig", "sim_pusht_state", "--teleop", "scripted", "--lockstep", "--workers", "1",
+                 "--episodes", "2", "--finish-coverage", "0.985", "--out", str(out), "--no-preview"]) == 0
+    with EpisodeDataset.open(out) as dataset:
+        for i in range(2):
+            coverage = dataset.replay_buffer.get_episode(i)["scene_goal_coverage"]
+            # The scene's own success (IoU 0.9 = 94.7 % covered) came first and did not end the episode.
+            assert coverage[-1] >= 0.985 and np.argmax(coverage >= 0.95) < len(coverage) - 5
+    assert main(["collect", "--rig", "sim_pusht_state", "--teleop", "scripted", "--lockstep", "--episodes", "1",
+                 "--finish-coverage", "1.2", "--out", str(tmp_path / "bad"), "--no-preview"]) == 2
+    assert "finish coverage must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_episodes_of_another_timing_convention_are_never_mixed(sim_rig, tmp_path, capsys):
+    """A dataset that records no convention (the original's: delay 0) or another one is not appended to."""
+    rig = sim_rig(camera={"resolution": [96, 96], "fps": 10})
+    assert _collect(rig, tmp_path / "d", workers=1, episodes=1) == 0
+    with EpisodeDataset.open(tmp_path / "d", "a") as dataset:
+        del dataset.replay_buffer.attrs["timing_convention"]  # as the original's recorder leaves it
+        assert dataset.timing_convention().to_dict() == {"dt": pytest.approx(0.1), "action_delay_steps": 0}
+    assert _collect(rig, tmp_path / "d", workers=1, episodes=1) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "recorded with timing convention none noted (the original's: delay 0)" in err
+    assert main(["collect", "--rig", str(rig), "--teleop", "scripted", "--lockstep", "--episodes", "1",
+                 "--frequency", "5", "--max-duration", "3", "--keep-failed", "--out", str(tmp_path / "e"),
+                 "--no-preview"]) == 0
+    assert _collect(rig, tmp_path / "e", workers=1, episodes=1) == 2  # 10 Hz onto 5 Hz episodes
+    assert "{'dt': 0.2, 'action_delay_steps': 2}" in capsys.readouterr().err
+    with EpisodeDataset.open(tmp_path / "e") as dataset:
         assert dataset.n_episodes == 1

@@ -188,14 +188,15 @@ def test_rollout_evaluation_ranks_checkpoints_and_keeps_the_learning_curve(tmp_p
     rates = iter([0.2, 0.6, 0.4, 0.6])
     seen = []
 
-    def evaluator(policy) -> float:
-        seen.append(policy.training)
+    def evaluator(policy, timing) -> float:
+        seen.append((policy.training, timing.action_delay_steps))
         return next(rates)
 
     cfg = make_config(tiny_overrides_for, num_epochs=4, top_k=2)
     trainer = Trainer(cfg, line_dataset, tmp_path / "out", show_progress=False, evaluator=evaluator, eval_every=1)
     trainer.run()
-    assert seen == [False] * 4  # the EMA policy, in eval mode
+    # The EMA policy, in eval mode, with the dataset's timing (line_dataset records none: the original's, 0).
+    assert seen == [(False, 0)] * 4
     history = load_checkpoint(tmp_path / "out" / LATEST)["train_state"]["eval_history"]
     steps = trainer.steps_per_epoch
     assert history == [[steps, 0.2], [2 * steps, 0.6], [3 * steps, 0.4], [4 * steps, 0.6]]
@@ -203,3 +204,29 @@ def test_rollout_evaluation_ranks_checkpoints_and_keeps_the_learning_curve(tmp_p
     # The two best by success; of the two at 0.6 the later ranks first.
     assert [name for _, name in trainer.best] == [kept[1], kept[0]]
     assert kept[0].startswith("epoch=0002") and kept[1].startswith("epoch=0004") and "success=0.600" in kept[1]
+
+
+def test_checkpoints_carry_the_datasets_timing_convention(tmp_path: Path, tiny_overrides_for, dataset_writer,
+                                                         make_line_episodes, original_layout_writer, caplog) -> None:
+    """Recorded convention -> into every checkpoint (and its inference export); none -> the original's (logged)."""
+    from robot_stack.data.dataset import EpisodeDataset
+
+    cameras = [{"name": "top", "driver": "sim", "resolution": [32, 32], "crop": None, "image_size": [32, 32],
+                "fps": 10}]
+    ours = dataset_writer(tmp_path / "ours", make_line_episodes(n=2, length=12), cameras=(0,))
+    with EpisodeDataset.open(ours, "a") as dataset:
+        dataset.replay_buffer.attrs["timing_convention"] = {"dt": 0.1, "action_delay_steps": 2}
+        dataset.replay_buffer.attrs["cameras"] = cameras
+    cfg = make_config(tiny_overrides_for, num_epochs=1, val_ratio=0.0)
+    Trainer(cfg, ours, tmp_path / "run1", show_progress=False).run()
+    expected = {"timing": {"dt": 0.1, "action_delay_steps": 2}, "cameras": cameras}
+    assert load_checkpoint(tmp_path / "run1" / LATEST)["convention"] == expected
+    export_for_inference(tmp_path / "run1" / LATEST, tmp_path / "small.ckpt")
+    assert load_checkpoint(tmp_path / "small.ckpt")["convention"] == expected
+
+    original = original_layout_writer(tmp_path / "original", make_line_episodes(n=2, length=12))
+    with caplog.at_level("INFO"):
+        Trainer(cfg, original, tmp_path / "run2", show_progress=False).run()
+    assert "records no action-timing convention: using the original Diffusion Policy's" in caplog.text
+    assert load_checkpoint(tmp_path / "run2" / LATEST)["convention"] == {
+        "timing": {"dt": pytest.approx(0.1), "action_delay_steps": 0}, "cameras": None}

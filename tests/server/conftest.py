@@ -36,6 +36,24 @@ def tiny_checkpoint(tmp_path_factory):
     return path
 
 
+def _with_convention(src, dst, dt: float, delay: int, cameras=None):
+    """A copy of checkpoint ``src`` that records a timing convention (and optionally a camera setup)."""
+    from robot_stack.data.timing_convention import TimingConvention
+    from robot_stack.policy.checkpoint import load_checkpoint, make_convention, save_checkpoint
+    from robot_stack.policy.config import task_config_from_dict
+
+    payload = load_checkpoint(src)
+    return save_checkpoint(dst, task_config_from_dict(payload["config"]), payload["state_dicts"],
+                           payload["train_state"], make_convention(TimingConvention(dt, delay), cameras))
+
+
+@pytest.fixture
+def with_convention():
+    """``with_convention(src, dst, dt, delay, cameras=None) -> dst``: a copy of a checkpoint that records a
+    timing convention (and a camera setup)."""
+    return _with_convention
+
+
 @pytest.fixture
 def serve():
     """Start ``ServerThread``s (a fake policy by default); all are stopped at the end of the test."""

@@ -15,6 +15,7 @@ import zmq
 from robot_stack.runtime import now
 from robot_stack.server.messages import Message, decode
 from robot_stack.server.policy_service import PolicyInfo, PolicyService
+from robot_stack.server.local import CheckedCheckpoint
 from robot_stack.server.transport import PolicyServer
 
 
@@ -69,11 +70,11 @@ class DyingCheckpointService:
     dt: float | None = None
     exit_after: int = 3
 
-    def check(self):
-        return PolicyInfo.of(FakeDelayPolicy(), 0.1), []
+    def check(self) -> CheckedCheckpoint:
+        return CheckedCheckpoint(PolicyInfo.of(FakeDelayPolicy(), 0.1, 2), [], None)
 
     def __call__(self) -> PolicyService:
-        return PolicyService(FakeDelayPolicy(exit_after=self.exit_after), dt=0.1)
+        return PolicyService(FakeDelayPolicy(exit_after=self.exit_after), dt=0.1, action_delay_steps=2)
 
 
 @dataclass

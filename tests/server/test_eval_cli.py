@@ -1,9 +1,13 @@
 """`robot-stack eval` end to end on a simulated Push-T rig with a real (tiny, untrained) checkpoint."""
 
 import json
+import logging
+
+import numpy as np
 
 from robot_stack.cli import main
 from robot_stack.data.dataset import EpisodeDataset
+from robot_stack.rig import load_rig
 
 
 def test_eval_local_policy_records_and_reports(tmp_path, sim_rig, tiny_checkpoint, capsys):
@@ -23,6 +27,37 @@ def test_eval_local_policy_records_and_reports(tmp_path, sim_rig, tiny_checkpoin
         episode = dataset.replay_buffer.get_episode(1)
         assert {"action", "robot_eef_pose", "scene_coverage", "timestamp"} <= set(episode)
         assert dataset.video_path(1, 0).is_file()
+        # Recorded with the policy's timing: tiny_checkpoint records none, so the original's (delay 0).
+        assert dataset.timing_convention().to_dict() == {"dt": 0.1, "action_delay_steps": 0}
+        assert dataset.camera_setup() == [c.frame_setup() for c in load_rig(sim_rig()).cameras]
+
+
+def test_eval_takes_the_action_timing_from_the_checkpoint(tmp_path, sim_rig, tiny_checkpoint, with_convention, caplog):
+    """The checkpoint's convention (dt, action delay) drives execution; without one, the original's, said so."""
+    stamped = with_convention(tiny_checkpoint, tmp_path / "stamped.ckpt", dt=0.125, delay=3)
+    out = tmp_path / "eval"
+    caplog.set_level(logging.INFO, logger="robot_stack")
+    assert main(["eval", "--rig", str(sim_rig()), "--checkpoint", str(stamped), "--device", "cpu", "--episodes", "1",
+                 "--max-duration", "1.5", "--no-preview", "--out", str(out)]) == 0
+    assert "dt 0.125 s, actions 3 steps after their observation" in caplog.text
+    with EpisodeDataset.open(out) as dataset:
+        assert dataset.timing_convention().to_dict() == {"dt": 0.125, "action_delay_steps": 3}
+        assert np.allclose(np.diff(dataset.replay_buffer.get_episode(0)["timestamp"]).mean(), 0.125, atol=0.01)
+    caplog.clear()
+    assert main(["eval", "--rig", str(sim_rig()), "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+                 "--episodes", "1", "--max-duration", "0.5", "--no-preview", "--no-record"]) == 0
+    assert "records no action-timing convention: using the original Diffusion Policy's" in caplog.text
+
+
+def test_eval_refuses_a_rig_whose_images_differ_from_training(tmp_path, sim_rig, tiny_checkpoint, with_convention,
+                                                              capsys):
+    rig = sim_rig()
+    trained = [dict(c.frame_setup(), crop=[0, 0, 200, 200]) for c in load_rig(rig).cameras]
+    stamped = with_convention(tiny_checkpoint, tmp_path / "cropped.ckpt", dt=0.1, delay=2, cameras=trained)
+    assert main(["eval", "--rig", str(rig), "--checkpoint", str(stamped), "--device", "cpu", "--no-preview",
+                 "--no-record"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "makes other images than the ones" in err and "crop [0, 0, 200, 200] in training" in err
 
 
 def test_eval_unreachable_remote_is_a_clear_error(sim_rig, capsys, monkeypatch):

@@ -19,12 +19,14 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_serve_real_checkpoint_with_token(tiny_checkpoint):
+def test_serve_real_checkpoint_with_token(tiny_checkpoint, with_convention, tmp_path):
     port = _free_port()
     env = dict(os.environ, ROBOT_STACK_TOKEN="let-me-in")
+    # The timing the clients get is the checkpoint's (no --dt): its training data's convention.
+    checkpoint = with_convention(tiny_checkpoint, tmp_path / "stamped.ckpt", dt=0.125, delay=3)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "robot_stack", "serve", "--checkpoint", str(tiny_checkpoint),
-         "--bind", f"127.0.0.1:{port}", "--device", "cpu", "--dt", "0.1"],
+        [sys.executable, "-m", "robot_stack", "serve", "--checkpoint", str(checkpoint),
+         "--bind", f"127.0.0.1:{port}", "--device", "cpu"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -39,7 +41,8 @@ def test_serve_real_checkpoint_with_token(tiny_checkpoint):
                     pass
             assert info is not None, "server did not come up"
             assert info.obs_shapes == {"camera_0": (3, 32, 32), "robot_eef_pose": (2,)}
-            assert (info.n_obs_steps, info.n_action_steps, info.action_dim, info.dt) == (2, 8, 2, 0.1)
+            assert (info.n_obs_steps, info.n_action_steps, info.action_dim) == (2, 8, 2)
+            assert (info.dt, info.action_delay_steps) == (0.125, 3)
             obs = {"camera_0": np.full((2, 3, 32, 32), 0.5, np.float32),
                    "robot_eef_pose": np.array([[0.4, 0.0, 0.02, 3.14, 0, 0]] * 2, np.float32)}
             chunk = client.infer(obs, t_obs=1.0, timeout=30)

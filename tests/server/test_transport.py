@@ -58,7 +58,7 @@ def test_unauthenticated_requests_rejected_logged_and_server_keeps_serving(serve
                         arrays={"robot_eef_pose": np.zeros((2, 6)), "camera_0": np.zeros((2, 3, 8, 8), np.float32)})),
          "bad_observation"),
         (encode(Message("info", 9, meta={"n_obs_steps": 1, "n_action_steps": 1, "horizon": 1, "action_dim": 1,
-                                         "obs_shapes": {}, "dt": None})), "bad_kind"),
+                                         "obs_shapes": {}, "dt": None, "action_delay_steps": None})), "bad_kind"),
     ],
 )
 def test_malformed_messages_get_error_reply_and_server_keeps_serving(serve, caplog, frames, code):
