@@ -71,9 +71,14 @@ class ObsEncoder(nn.Module):
 
 
 def center_crop(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Crop the central ``size`` (H, W) window of (N, C, H, W) images."""
+    """Crop the central ``size`` (H, W) window of (N, C, H, W) images.
+
+    The offset is ``round((H - h) / 2)`` (Python's round, half to even) exactly as torchvision's
+    ``center_crop``, which the original's eval-time crop uses: flooring differs by a pixel when
+    (H - h) % 4 == 3, and an imported checkpoint would see shifted images.
+    """
     h, w = img.shape[-2:]
-    top, left = (h - size[0]) // 2, (w - size[1]) // 2
+    top, left = int(round((h - size[0]) / 2.0)), int(round((w - size[1]) / 2.0))
     return img[..., top : top + size[0], left : left + size[1]]
 
 

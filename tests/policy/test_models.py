@@ -153,6 +153,10 @@ def test_prediction_type_sets_the_training_target(prediction_type: str, tiny_con
 def test_crops() -> None:
     img = torch.arange(2 * 3 * 10 * 12, dtype=torch.float32).reshape(2, 3, 10, 12)
     assert torch.equal(center_crop(img, (6, 8)), img[..., 2:8, 2:10])
+    # torchvision's offsets, round((H - h) / 2) half to even: 3 -> 2 (not 1), 7 -> 4, 1 -> 0, 5 -> 2.
+    for extra, top in ((3, 2), (7, 4), (1, 0), (5, 2), (2, 1)):
+        tall = torch.arange(20 + extra, dtype=torch.float32).reshape(1, 1, 20 + extra, 1).expand(1, 1, -1, 4)
+        assert center_crop(tall, (20, 4))[0, 0, 0, 0].item() == top, extra
     torch.manual_seed(0)
     crops = random_crop(img, (6, 8))
     assert crops.shape == (2, 3, 6, 8)
