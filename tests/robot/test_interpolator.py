@@ -113,3 +113,24 @@ def test_drive_to_waypoint_replaces_the_plan_from_the_current_pose():
     slow = traj.drive_to_waypoint(moved(dy=0.25), time=0.6, curr_time=0.5, max_pos_speed=V_MAX, max_rot_speed=W_MAX)
     dist, _ = pose_distance(traj(0.5), moved(dy=0.25))
     assert slow.end_time == pytest.approx(0.5 + dist / V_MAX)
+
+
+def test_without_last_waypoint_time_the_new_segment_starts_now():
+    """As the original's interpolator: no ``last_waypoint_time`` -> the plan after ``curr_time`` is replaced by
+    one segment from the pose commanded at ``curr_time`` (not appended after the last knot)."""
+    traj = PoseTrajectoryInterpolator([0.0, 1.0, 2.0], [moved(), moved(dx=0.1), moved(dx=0.2)])
+    new = traj.schedule_waypoint(moved(dy=0.05), 1.8, V_MAX, W_MAX, curr_time=0.5)
+    assert np.allclose(new.times, [0.5, 1.8]) and np.allclose(new(0.5), traj(0.5))
+    assert np.allclose(new(1.8), moved(dy=0.05))
+    rng = np.random.default_rng(1)
+    for _ in range(300):  # the same as saying "the last waypoint is now", over random trajectories
+        n = int(rng.integers(1, 5))
+        times = np.cumsum(rng.uniform(0.05, 0.6, n))
+        poses = [moved(*rng.uniform(-0.1, 0.1, 3)) for _ in range(n)]
+        traj = PoseTrajectoryInterpolator(times, poses)
+        curr, target = rng.uniform(0, 2.5), moved(*rng.uniform(-0.1, 0.1, 3))
+        t = curr + rng.uniform(0.01, 1.0)
+        a = traj.schedule_waypoint(target, t, V_MAX, W_MAX, curr_time=curr)
+        b = traj.schedule_waypoint(target, t, V_MAX, W_MAX, curr_time=curr, last_waypoint_time=curr)
+        assert np.allclose(a.times, b.times) and np.allclose(a.poses, b.poses)
+        assert a.times[-2] <= curr + 1e-12  # nothing planned survives between now and the new waypoint

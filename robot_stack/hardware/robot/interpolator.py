@@ -11,7 +11,8 @@ Scheduling rule (``schedule_waypoint``), in the style of the Diffusion Policy re
 2. The new segment starts at ``end = max(curr_time, last_waypoint_time)`` — it is appended after the already
    scheduled waypoints — unless the new waypoint's time is at or before ``last_waypoint_time``: then it
    *replaces* everything scheduled after ``curr_time`` (a fresh action chunk supersedes the rest of the
-   previous one) and the segment starts now, from the pose currently being commanded.
+   previous one) and the segment starts now, from the pose currently being commanded. Without a
+   ``last_waypoint_time`` the segment starts at ``curr_time`` too (the original's behaviour).
 3. Knots before ``curr_time`` are trimmed (the pose at ``curr_time`` becomes the first knot).
 4. Time-stretching: if reaching the waypoint at its time would need more than ``max_pos_speed`` (m/s) or
    ``max_rot_speed`` (rad/s) from the pose at ``end``, its time is pushed later to the earliest time that
@@ -113,7 +114,8 @@ class PoseTrajectoryInterpolator:
     ) -> "PoseTrajectoryInterpolator":
         """Append a timestamped waypoint following the module's scheduling rule.
 
-        ``last_waypoint_time`` is the time of the last waypoint scheduled so far (defaults to the last knot).
+        ``last_waypoint_time`` is the time of the last waypoint scheduled so far; None: the new segment starts at
+        ``curr_time``, replacing whatever was planned after it (as the original's interpolator does).
         Returns ``self`` unchanged when ``time <= curr_time`` (a past waypoint is dropped); otherwise the new
         trajectory, whose ``end_time`` is the waypoint's time after any stretching.
         """
@@ -122,8 +124,9 @@ class PoseTrajectoryInterpolator:
         if time <= curr_time:
             return self
         if last_waypoint_time is None:
-            last_waypoint_time = self.end_time
-        end = curr_time if time <= last_waypoint_time else max(curr_time, last_waypoint_time)
+            end = curr_time
+        else:
+            end = curr_time if time <= last_waypoint_time else max(curr_time, last_waypoint_time)
         start = min(max(curr_time, float(self._times[0])), end)
         trimmed = self.trim(start, end)
         end_pose = trimmed(end)
