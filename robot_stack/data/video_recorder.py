@@ -101,7 +101,8 @@ class VideoWriter:
     """Encodes RGB frames into one mp4 plus its timestamps file, atomically.
 
     ``write(image, timestamp)`` per frame, then ``close() -> VideoStats`` (renames into place) or
-    ``abort()`` (removes the partial files). As a context manager it aborts on an exception.
+    ``abort()`` (removes the partial files). As a context manager it closes (commits) the file on a clean
+    exit and aborts on an exception.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int], codec: Optional[str] = None,
@@ -195,6 +196,8 @@ class VideoWriter:
     def __exit__(self, exc_type, *exc: object) -> None:
         if exc_type is not None:
             self.abort()
+        elif not self._closed:
+            self.close()
 
 
 class VideoRecorder:

@@ -51,6 +51,15 @@ def test_writer_round_trip(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["0.mp4", "0.timestamps.npy"]
 
 
+def test_the_writer_as_a_context_manager_commits_on_a_clean_exit(tmp_path):
+    path = tmp_path / "0.mp4"
+    with VideoWriter(path, fps=30, size=(160, 120)) as writer:
+        for i in range(5):
+            writer.write(frame(i), i / 30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.mp4", "0.timestamps.npy"]
+    assert len(decode(path)) == 5
+
+
 def test_a_failed_recording_leaves_no_files(tmp_path):
     path = tmp_path / "1.mp4"
     with pytest.raises(ValueError, match="expected a 160x120 RGB uint8 frame"):

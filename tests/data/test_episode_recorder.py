@@ -13,7 +13,8 @@ import zarr.storage._local as zarr_local
 from dataset_checks import assert_video_matches
 from robot_stack.data.dataset import EpisodeDataset
 from robot_stack.data.episode_recorder import CameraStream, EpisodeRecorder
-from robot_stack.data.replay_buffer import EpisodeWriteError
+from robot_stack.data.replay_buffer import EpisodeWriteError, ReplayBufferError
+from robot_stack.data.timing_convention import TimingConvention
 from robot_stack.runtime import now, precise_wait
 
 
@@ -108,3 +109,21 @@ def test_reopening_removes_videos_of_unsaved_episodes(tmp_path, caplog):
         assert sorted(p.name for p in ds.video_root.iterdir()) == ["0"]
         assert ds.video_path(0, 0).read_bytes() == b"kept"
     assert "left by an episode that was not saved" in caplog.text
+
+
+def test_an_episode_whose_video_is_missing_or_unfinished_is_refused(tmp_path):
+    root = tmp_path / "ds"
+    cameras = [{"name": n, "driver": "sim", "resolution": [32, 32], "crop": None, "image_size": [32, 32], "fps": 10}
+               for n in ("top", "side")]
+    with EpisodeDataset.open(root, mode="a") as ds:
+        ds.record_setup(cameras, TimingConvention(0.1, 2))
+        staging = ds.new_staging_dir()
+        (staging / "0.mp4").write_bytes(b"video of camera 0")
+        with pytest.raises(ReplayBufferError, match=r"no video \['1.mp4'\] for the dataset's cameras"):
+            ds.commit_episode({"timestamp": np.arange(3.0)}, videos=staging)
+        (staging / "1.mp4.partial").write_bytes(b"half")
+        with pytest.raises(ReplayBufferError, match="never finished"):
+            ds.commit_episode({"timestamp": np.arange(3.0)}, videos=staging)
+        assert ds.n_episodes == 0 and not ds.episode_dir(0).exists()
+        (staging / "1.mp4.partial").rename(staging / "1.mp4")
+        assert ds.commit_episode({"timestamp": np.arange(3.0)}, videos=staging) == 0
