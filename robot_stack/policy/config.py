@@ -68,6 +68,9 @@ class VisionConfig:
     crop_size: tuple[int, int] | None = None  # (H, W): random crop in training, center crop at eval
     share_model: bool = False  # one ResNet for all cameras instead of one each
     imagenet_norm: bool = False
+    # ReLU on each camera's features, as robomimic's ObservationEncoder applies after every visual core
+    # (the original's "hybrid" policies); off for the original's image policy and robot_stack's own configs.
+    feature_relu: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.stage_blocks) <= 4 or any(b < 1 for b in self.stage_blocks):

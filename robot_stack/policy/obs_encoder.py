@@ -34,7 +34,8 @@ class ObsEncoder(nn.Module):
         self.share_model = vision.share_model
 
         def backbone() -> ResNetEncoder:
-            return ResNetEncoder(vision.stage_blocks, vision.width, vision.pool, vision.num_keypoints, vision.feature_dim)
+            return ResNetEncoder(vision.stage_blocks, vision.width, vision.pool, vision.num_keypoints, vision.feature_dim,
+                                 vision.feature_relu)
 
         self.key_model_map = nn.ModuleDict()
         if self.rgb_keys:

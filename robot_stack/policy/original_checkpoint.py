@@ -13,19 +13,30 @@ extra packages are needed. The original config is therefore not read: you provid
 config (``robot_stack.policy.config``) yourself, and loading fails with a list of mismatched keys and
 shapes if it does not match.
 
-Supported: ``DiffusionUnetImagePolicy`` (the original real-robot image policy: per-camera torchvision
-ResNet-18 with GroupNorm and global average pooling, ``ConditionalUnet1D`` with global conditioning,
-``LinearNormalizer``). Configure ``model: unet``, ``vision: {pool: avg, stage_blocks: [2, 2, 2, 2],
-width: 64, share_model: <share_rgb_model>, imagenet_norm: <imagenet_norm>, crop_size: <crop_shape>}``,
-the same ``unet`` sizes, ``horizon``/``n_obs_steps``, camera keys ``camera_<i>``, ``image_size`` = the
-image shape in ``shape_meta``, and each low-dim key with its ``shape_meta`` size. Module names are the
-same in both implementations, so apart from dropping the original's empty ``_dummy_variable``
-parameters the state dict loads as is.
+Supported, with ``ConditionalUnet1D`` (global conditioning) and ``LinearNormalizer`` in both:
 
-Not supported: the robomimic-encoder "hybrid" policies (``DiffusionUnetHybridImagePolicy``,
-``DiffusionTransformerHybridImagePolicy``; their encoder is laid out as ``obs_encoder.obs_nets...``) and
-the low-dim-only policies. Our transformer follows ``TransformerForDiffusion``'s names, but the original
-only pairs it with the hybrid encoder.
+- ``DiffusionUnetImagePolicy`` (per-camera torchvision ResNet-18, GroupNorm, global average pooling).
+  Configure ``model: unet``, ``vision: {pool: avg, stage_blocks: [2, 2, 2, 2], width: 64, share_model:
+  <share_rgb_model>, imagenet_norm: <imagenet_norm>, crop_size: <crop_shape>}``. Module names are the same
+  in both implementations: apart from dropping the empty ``_dummy_variable`` parameters it loads as is.
+- ``DiffusionUnetHybridImagePolicy`` with ``obs_encoder_group_norm: true`` (the paper's real-robot
+  configuration: robomimic's ResNet-18 with GroupNorm, a 32-keypoint spatial softmax and a Linear to 64
+  features, then robomimic's ReLU). Configure ``vision: {pool: spatial_softmax, stage_blocks: [2, 2, 2, 2],
+  width: 64, num_keypoints: 32, feature_dim: 64, feature_relu: true, crop_size: <crop_shape>}``. Its encoder
+  ``obs_encoder.obs_nets.<key>.*`` maps onto ours: ``backbone.nets.0/1/4/5/6/7`` -> ``conv1/bn1/layer1-4``,
+  ``pool.nets`` -> ``pool.keypoints``, ``nets.3`` (the Linear) -> ``fc``; its duplicate views of the same
+  modules (``nets.0``, ``nets.1``) must equal the originals and are dropped, as are the spatial softmax's
+  fixed position grids and temperature, which are checked to be what ours computes (temperature 1).
+
+In both, also set the same ``unet`` sizes, ``horizon``/``n_obs_steps``, ``image_size`` = the image shape in
+``shape_meta``, and each low-dim key with its ``shape_meta`` size. Observation keys: the original's
+Push-T simulation names are renamed by ``ORIGINAL_KEY_MAP`` (``image`` -> ``camera_0``, ``agent_pos`` ->
+``robot_eef_pose``); real-robot names (``camera_<i>``, ``robot_eef_pose``) are already ours. Features are
+concatenated cameras first, then low-dim keys, each in sorted order; robomimic concatenates in
+``shape_meta`` order, which is the same for the original's task configs (cameras listed first) — a config
+that lists a low-dim key before a camera would need its ``global_cond`` columns permuted, and is not supported.
+
+Not supported: the transformer hybrid policy and the low-dim-only policies.
 
 Command line::
 
@@ -48,6 +59,13 @@ from robot_stack.config import ConfigError
 from robot_stack.policy.checkpoint import load_state_dict_checked, save_checkpoint
 from robot_stack.policy.config import TaskConfig, load_task_config
 from robot_stack.policy.diffusion_policy import DiffusionPolicy
+from robot_stack.policy.resnet import keypoint_grid
+
+# The original's Push-T simulation observation names -> robot_stack's (applied to every imported state dict).
+ORIGINAL_KEY_MAP = {"image": "camera_0", "agent_pos": "robot_eef_pose"}
+# robomimic's ResNet18Conv is torchvision's resnet18 children without avgpool/fc, as one Sequential.
+_HYBRID_BACKBONE = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+_HYBRID_PREFIX = "obs_encoder.obs_nets."
 
 # Globals a state-dict payload legitimately needs (the same kind of allowlist torch's weights_only uses).
 _ALLOWED = {
@@ -121,9 +139,77 @@ def extract_state_dicts(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
     return found
 
 
-def convert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Original ``DiffusionUnetImagePolicy`` state dict -> ours (drops the empty ``_dummy_variable``s)."""
-    return {k: v for k, v in state.items() if k.split(".")[-1] != "_dummy_variable"}
+def convert_state_dict(state: dict[str, torch.Tensor], key_map: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
+    """Original ``DiffusionUnetImagePolicy`` or ``DiffusionUnetHybridImagePolicy`` state dict -> ours.
+
+    Drops the empty ``_dummy_variable``s, maps the hybrid encoder's names (module docstring) and renames
+    observation keys by ``key_map`` (default ``ORIGINAL_KEY_MAP``). ``ConfigError`` for hybrid entries it
+    does not know or cannot reproduce.
+    """
+    key_map = ORIGINAL_KEY_MAP if key_map is None else key_map
+    out = {}
+    for name, value in state.items():
+        if name.split(".")[-1] == "_dummy_variable":
+            continue
+        if name.startswith(_HYBRID_PREFIX):
+            mapped = _hybrid_name(name, value, state)
+            if mapped is None:
+                continue
+            name = mapped
+        out[_rename_observation_key(name, key_map)] = value
+    return out
+
+
+def _hybrid_name(name: str, value: torch.Tensor, state: dict[str, torch.Tensor]) -> str | None:
+    """Our name for one robomimic encoder entry, or None for entries that carry nothing of their own."""
+    key, _, rest = name[len(_HYBRID_PREFIX):].partition(".")
+    ours = f"obs_encoder.key_model_map.{key}"
+    head, _, tail = rest.partition(".")
+    if head == "backbone" and tail.startswith("nets."):
+        index, _, leaf = tail[len("nets."):].partition(".")
+        if index in _HYBRID_BACKBONE:
+            return f"{ours}.{_HYBRID_BACKBONE[index]}.{leaf}"
+    elif rest in ("pool.nets.weight", "pool.nets.bias"):
+        return f"{ours}.pool.keypoints.{rest.rsplit('.', 1)[1]}"
+    elif rest == "pool.temperature":
+        if value.numel() != 1 or float(value) != 1.0:
+            raise ConfigError(f"{name} is {value.flatten()[:1].tolist()}: only the default spatial-softmax "
+                              "temperature 1 (not learned) is supported")
+        return None
+    elif rest in ("pool.pos_x", "pool.pos_y"):
+        _check_position_grid(name, value, rest.endswith("x"))
+        return None
+    elif rest.startswith(("nets.0.", "nets.1.")):
+        # VisualCore.nets is a Sequential over the same backbone and pool modules: a second view of them.
+        original = f"{_HYBRID_PREFIX}{key}.{'backbone' if rest[5] == '0' else 'pool'}.{rest[7:]}"
+        if original not in state or not torch.equal(state[original], value):
+            raise ConfigError(f"{name} differs from {original}: not the layout of robomimic's VisualCore")
+        return None
+    elif rest.startswith("nets.3."):
+        return f"{ours}.fc.{rest[len('nets.3.'):]}"
+    raise ConfigError(f"{name}: an encoder entry this importer does not know (robomimic VisualCore with "
+                      "ResNet18Conv, SpatialSoftmax and a Linear is supported)")
+
+
+def _check_position_grid(name: str, value: torch.Tensor, is_x: bool) -> None:
+    flat = value.reshape(-1)
+    w = int(torch.unique(flat).numel()) if is_x else None
+    n = flat.numel()
+    if is_x:
+        h = n // max(w, 1)
+    else:
+        h = int(torch.unique(flat).numel())
+        w = n // max(h, 1)
+    if h * w != n or not torch.equal(flat, keypoint_grid(h, w)[0 if is_x else 1].reshape(-1)):
+        raise ConfigError(f"{name} is not the spatial softmax position grid robot_stack computes")
+
+
+def _rename_observation_key(name: str, key_map: dict[str, str]) -> str:
+    for prefix in ("obs_encoder.key_model_map.", "normalizer.params_dict."):
+        if name.startswith(prefix):
+            key, dot, rest = name[len(prefix):].partition(".")
+            return f"{prefix}{key_map.get(key, key)}{dot}{rest}"
+    return name
 
 
 def import_original_checkpoint(src: str | Path, cfg: TaskConfig | str | Path, dst: str | Path) -> Path:

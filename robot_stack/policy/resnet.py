@@ -11,6 +11,9 @@ independent of the batch (BatchNorm interacts badly with the EMA weights used at
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,12 +63,21 @@ class SpatialSoftmax(nn.Module):
         b, _, h, w = x.shape
         heat = self.keypoints(x).flatten(2)  # (B, K, H*W)
         attn = F.softmax(heat, dim=-1)
-        ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype)
-        xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype)
-        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-        ex = (attn * grid_x.reshape(1, 1, -1)).sum(-1)
-        ey = (attn * grid_y.reshape(1, 1, -1)).sum(-1)
+        grid_x, grid_y = (g.to(device=x.device, dtype=x.dtype) for g in keypoint_grid(h, w))
+        ex = (attn * grid_x).sum(-1)
+        ey = (attn * grid_y).sum(-1)
         return torch.stack([ex, ey], dim=-1).reshape(b, -1)
+
+
+@functools.lru_cache(maxsize=16)
+def keypoint_grid(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel positions in [-1, 1], (1, 1, H*W) each for x and y, row-major.
+
+    Made as robomimic makes them (numpy float64 linspace, then float32): ``torch.linspace`` differs from it
+    in the last bit for most sizes, and imported hybrid checkpoints are meant to give bit-identical outputs.
+    """
+    xs, ys = np.meshgrid(np.linspace(-1.0, 1.0, w), np.linspace(-1.0, 1.0, h))
+    return (torch.from_numpy(xs.reshape(1, 1, h * w)).float(), torch.from_numpy(ys.reshape(1, 1, h * w)).float())
 
 
 class ResNetEncoder(nn.Module):
@@ -73,7 +85,7 @@ class ResNetEncoder(nn.Module):
 
     ``pool="avg"``: global average pooling, ``fc`` is Identity, output ``8 * width`` features (the
     original real-robot encoder). ``pool="spatial_softmax"``: keypoints, then ``fc`` Linear to
-    ``feature_dim`` (the paper's encoder).
+    ``feature_dim`` (the paper's encoder). ``feature_relu``: a ReLU on the output (robomimic's encoders).
     """
 
     def __init__(
@@ -83,8 +95,10 @@ class ResNetEncoder(nn.Module):
         pool: str = "spatial_softmax",
         num_keypoints: int = 32,
         feature_dim: int = 64,
+        feature_relu: bool = False,
     ):
         super().__init__()
+        self.feature_relu = feature_relu
         self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = group_norm(width)
         self.relu = nn.ReLU(inplace=True)
@@ -121,4 +135,5 @@ class ResNetEncoder(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for i in range(self.n_stages):
             x = getattr(self, f"layer{i + 1}")(x)
-        return self.fc(self.pool(x))
+        x = self.fc(self.pool(x))
+        return F.relu(x) if self.feature_relu else x
