@@ -50,3 +50,46 @@ def test_waypoints_watchdog_and_shutdown_over_rtde(sim_config):
             assert loopback.state.get()["actual_tcp_pose"][0] < far[0] - 0.03
         # on exit the controller stopped the control script and disconnected
         assert wait_for(lambda: loopback.state.get()["runtime_state"] == RUNTIME_STATE_STOPPED, timeout=2.0)
+
+
+def test_a_killed_controller_stops_the_arm_from_the_robot_side(sim_config):
+    """SIGKILL the controller process mid-motion: nothing on our side survives to stop the arm, so the robot
+    does it: ur_rtde's watchdog (enabled at connect) ends the control program after arm_watchdog_timeout
+    without input, and the arm decelerates to rest well short of the last target."""
+    with SimLoopbackProcess(sim_config) as loopback:
+        config = sim_config.replace(driver="rtde", robot_ip=loopback.host, frequency=125.0, command_timeout=0.5,
+                                    arm_watchdog_timeout=0.1)
+        robot = RobotController(config)
+        robot.start()
+        try:
+            p0 = robot.get_state()["actual_tcp_pose"]
+            far = p0 + [0.2, 0.0, 0.0, 0.0, 0.0, 0.0]  # 0.8 s at the 0.25 m/s limit
+            robot.schedule_waypoint(far, now() + 0.8)
+            assert wait_for(lambda: np.linalg.norm(loopback.state.get()["actual_qd"]) > 0.1, timeout=2.0)
+            time.sleep(0.15)  # well under way
+            t_kill = time.monotonic()
+            robot.kill()
+            assert wait_for(lambda: loopback.state.get()["runtime_state"] == RUNTIME_STATE_STOPPED, timeout=2.0)
+            stopped_after = time.monotonic() - t_kill
+            assert wait_for(lambda: not np.any(loopback.state.get()["actual_qd"]), timeout=2.0)
+            at_rest_after = time.monotonic() - t_kill
+            x_rest = loopback.state.get()["actual_tcp_pose"][0]
+        finally:
+            robot.stop()
+    # 0.1 s watchdog + polling slack on a loaded machine; the whole 0.8 s move would still be running.
+    assert stopped_after < 0.5, stopped_after
+    assert at_rest_after < 1.2, at_rest_after
+    assert x_rest < far[0] - 0.05, (x_rest, far[0])
+
+
+def test_a_holding_controller_keeps_the_robot_program_alive(sim_config):
+    """Holding sends no servoL; the controller kicks the watchdog instead, so the program keeps running."""
+    with SimLoopbackProcess(sim_config) as loopback:
+        config = sim_config.replace(driver="rtde", robot_ip=loopback.host, frequency=125.0, command_timeout=0.3,
+                                    arm_watchdog_timeout=0.1)
+        with RobotController(config) as robot:
+            robot.schedule_waypoint(robot.get_state()["actual_tcp_pose"] + [0.05, 0, 0, 0, 0, 0], now() + 1.0)
+            assert wait_for(lambda: robot.get_state()["holding"], timeout=2.0)  # went silent: holds
+            time.sleep(1.0)  # ten watchdog periods of holding
+            assert loopback.state.get()["runtime_state"] != RUNTIME_STATE_STOPPED
+            assert robot.get_state()["holding"]

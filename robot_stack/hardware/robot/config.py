@@ -121,6 +121,9 @@ class RobotConfig:
     joint_limits: JointLimits = field(default_factory=JointLimits)
     tcp_offset: Vec6 = (0.0,) * 6  # flange -> TCP pose, as set with setTcp
     command_timeout: float = 0.5  # s without commands while a trajectory is active -> decelerate and hold
+    # RTDE: the robot itself stops the control program (and so the arm) when the controller process has not
+    # written to it for this long (ur_rtde setWatchdog), e.g. because it was killed. Several servo periods.
+    arm_watchdog_timeout: float = 0.1
     stop_deceleration: float = 1.0  # m/s^2 tool deceleration for servoStop/stopL
     payload_mass: float | None = None  # kg; None keeps the payload configured on the pendant
     payload_cog: Vec3 = (0.0, 0.0, 0.0)  # m, from the flange
@@ -144,6 +147,11 @@ class RobotConfig:
             raise ConfigError(
                 f"command_timeout must be in ({2.0 / self.frequency:g}, 10] s (longer than two servo periods), "
                 f"got {self.command_timeout}"
+            )
+        if not 3.0 / self.frequency <= self.arm_watchdog_timeout <= 1.0:
+            raise ConfigError(
+                f"arm_watchdog_timeout must be in [{3.0 / self.frequency:g}, 1] s (at least three servo periods), "
+                f"got {self.arm_watchdog_timeout}"
             )
         if not self.stop_deceleration > 0:
             raise ConfigError(f"stop_deceleration must be positive, got {self.stop_deceleration}")

@@ -88,6 +88,10 @@ class RobotDriver(abc.ABC):
     def is_protective_stopped(self) -> bool:
         """True while the robot is in protective stop (or emergency stop)."""
 
+    def kick_watchdog(self) -> None:
+        """Tell the robot the controller is alive in a cycle that sends no motion command (drivers with an
+        arm-side watchdog; every command feeds it too). A no-op where there is none."""
+
     @property
     def protective_stop_reason(self) -> str:
         """Why the robot stopped, when the driver knows (the simulation does); else empty."""

@@ -140,7 +140,13 @@ class RTDEDriver(RobotDriver):
         except (RuntimeError, ValueError) as exc:
             self.disconnect()
             raise RobotError(f"robot at {ip} rejected the TCP offset / payload from the rig file: {exc}") from None
-        log.info("connected to UR at %s (RTDE %g Hz)", ip, freq)
+        # Arm-side safety: if this process dies (SIGKILL, crash, frozen), the robot stops its program itself.
+        timeout = self.config.arm_watchdog_timeout
+        if not self._control.setWatchdog(1.0 / timeout):
+            self.disconnect()
+            raise RobotError(f"robot at {ip} refused the RTDE watchdog (setWatchdog {1.0 / timeout:g} Hz): check "
+                             "the pendant for a stopped program")
+        log.info("connected to UR at %s (RTDE %g Hz, arm watchdog %.3f s)", ip, freq, timeout)
 
     def _check_not_stopped(self, when: str) -> None:
         if self._receive.isEmergencyStopped():
@@ -189,6 +195,9 @@ class RTDEDriver(RobotDriver):
 
     def stop_script(self) -> None:
         self._ctrl().stopScript()
+
+    def kick_watchdog(self) -> None:
+        self._ctrl().kickWatchdog()
 
     # -- state ---------------------------------------------------------------------------------------------
     def get_actual_tcp_pose(self) -> np.ndarray:

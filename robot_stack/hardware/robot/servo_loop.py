@@ -19,6 +19,9 @@ Safety rules (documented here because they are the contract):
   ``hold()`` is called (stop command, dead peer process), the loop calls ``servo_stop`` and stops sending
   servoL: the arm decelerates and holds. The next valid motion command resumes from the actual pose,
   unless the hold is latched (dead peer), in which case motion commands are rejected.
+* Arm-side watchdog (RTDE): the driver enables ur_rtde's watchdog (``arm_watchdog_timeout``); every servoL
+  feeds it, and cycles that send none (holding) kick it. If this process dies or freezes, the robot stops its
+  control program by itself and the arm decelerates; nothing on this side has to survive for that.
 * Protective stop: raises ``ProtectiveStopError`` (the process fails and the supervisor stops the rig);
   recovering needs a human at the pendant.
 """
@@ -200,6 +203,8 @@ class ServoLoop:
                     "the robot did not accept servoL (control script not running?): check the pendant for a "
                     "stopped program or a popup, then restart"
                 )
+        else:
+            driver.kick_watchdog()  # holding sends no servoL: keep the arm-side watchdog fed while we live
         actual = driver.get_actual_tcp_pose()
         if self.holding:
             self._commanded = actual

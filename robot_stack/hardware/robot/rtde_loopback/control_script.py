@@ -14,7 +14,7 @@ This class runs that loop once per control cycle against a ``LoopbackArm`` inste
 Emulated commands: servoL, servoStop, stopL, moveL (synchronous; streamed to the arm as servoL setpoints
 along a trapezoidal-speed straight line), setPayload, setTcp (only to the arm's own TCP offset: the simulated
 arm's kinematics are fixed by its config), getTCPOffset, getStepTime, isSteady, triggerProtectiveStop,
-setWatchdog (action "stop") and stopScript. Any other command is treated like a URScript runtime error: the
+setWatchdog (action "stop"), kickWatchdog and stopScript. Any other command is treated like a URScript runtime error: the
 program stops (ur_rtde then returns False and reports that the control script is not running), the reason is
 logged and ``failed_commands`` counts it (as it counts commands with invalid arguments) — a command is never
 acknowledged without being executed.
@@ -54,6 +54,9 @@ GET_STEPTIME = 26
 PROTECTIVE_STOP = 31
 STOPL = 33
 SET_WATCHDOG = 35
+# kickWatchdog(): ur_rtde sends it without waiting and its script has no case for it; writing the command
+# register is what feeds the watchdog.
+WATCHDOG = 99
 IS_STEADY = 47
 STOP_SCRIPT = 255
 
@@ -72,7 +75,7 @@ COMMAND_NAMES = {
     44: "getForwardKinematics", 45: "movePath", 46: "getInverseKinematics", 47: "isSteady",
     51: "moveUntilContact", 52: "freedriveMode", 53: "endFreedriveMode", 54: "getFreedriveStatus",
     62: "startContactDetection", 63: "stopContactDetection", 64: "readContactDetection",
-    65: "setTargetPayload", 66: "directTorque", 255: "stopScript",
+    65: "setTargetPayload", 66: "directTorque", 99: "kickWatchdog", 255: "stopScript",
 }
 
 # moveL is streamed as servoL setpoints with tight tracking; it is done once the arm is this close and at rest.
@@ -170,6 +173,9 @@ class ControlScript:
             if cmd in REALTIME_COMMANDS:
                 if self._execute(cmd):
                     self._write_state(STATE_READY)
+            elif cmd == WATCHDOG:
+                self._executing = False
+                self._write_state(STATE_READY)
             elif cmd == NO_CMD:
                 self._executing = False
                 self._pending = None
