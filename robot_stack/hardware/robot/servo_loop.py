@@ -15,6 +15,11 @@ Safety rules (documented here because they are the contract):
   as if it had never been sent. Clipping would silently execute a pose nobody asked for.
 * Speed: waypoints are time-stretched to ``max_pos_speed``/``max_rot_speed`` (see ``interpolator.py``),
   stretched ones are counted in ``n_stretched``; past waypoints are dropped and counted in ``n_dropped``.
+  The plan alone does not bound the *measured* speed: servoL moves the arm at about (target - actual) /
+  tau (tau = lookahead_time * 300 / gain), so when the arm lags further than it does at full speed (a late
+  cycle, a start from rest) it would race to catch up. So the target sent never leads the actual pose by
+  more than ``max_pos_speed * tau`` / ``max_rot_speed * tau`` (it is pulled back along the way, counted in
+  ``n_lead_limited``): the arm falls a little behind the plan instead of exceeding the limits.
 * Watchdog: when no command arrived for ``command_timeout`` while the trajectory still moves, or when
   ``hold()`` is called (stop command, dead peer process), the loop calls ``servo_stop`` and stops sending
   servoL: the arm decelerates and holds. The next valid motion command resumes from the actual pose,
@@ -36,7 +41,8 @@ import numpy as np
 from robot_stack.hardware.robot.clock import Clock
 from robot_stack.hardware.robot.config import RobotConfig
 from robot_stack.hardware.robot.interface import ProtectiveStopError, RobotDriver, RobotError
-from robot_stack.hardware.robot.interpolator import PoseTrajectoryInterpolator
+from robot_stack.hardware.robot.interpolator import PoseTrajectoryInterpolator, pose_distance
+from robot_stack.runtime import interpolate_poses
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,8 @@ log = logging.getLogger(__name__)
 _STRETCH_EPS = 1e-6
 # Log the first few rejections individually, then one in this many, so a NaN stream cannot flood the log.
 _LOG_EVERY = 100
+# ur_rtde's default servoL gain: the servo's time constant is modelled as lookahead_time * this / gain.
+_REFERENCE_GAIN = 300.0
 
 
 class ServoLoop:
@@ -59,6 +67,7 @@ class ServoLoop:
         self.n_dropped = 0
         self.n_stretched = 0
         self.n_overruns = 0
+        self.n_lead_limited = 0
         self.holding = False
         self.hold_reason = ""
         self._latched = False
@@ -192,7 +201,7 @@ class ServoLoop:
             self.hold(f"no command for {t - self._last_command_time:.3f} s (command_timeout "
                       f"{self.config.command_timeout} s) while the trajectory was still moving")
         if not self.holding:
-            self._commanded = self.trajectory(t)
+            self._commanded = self._bounded_lead(self.trajectory(t), driver.get_actual_tcp_pose())
             ok = driver.servo_l(
                 self._commanded, 0.0, 0.0, self.period, self.config.lookahead_time, self.config.gain
             )
@@ -225,6 +234,17 @@ class ServoLoop:
             "n_overruns": self.n_overruns,
         }
         return record
+
+    def _bounded_lead(self, target: np.ndarray, actual: np.ndarray) -> np.ndarray:
+        """``target``, pulled back toward ``actual`` so that servoL cannot drive faster than the limits."""
+        tau = self.config.lookahead_time * _REFERENCE_GAIN / self.config.gain
+        pos, rot = pose_distance(actual, target)
+        scale = min(1.0, self.config.max_pos_speed * tau / pos if pos > 0 else 1.0,
+                    self.config.max_rot_speed * tau / rot if rot > 0 else 1.0)
+        if scale >= 1.0:
+            return target
+        self.n_lead_limited += 1
+        return interpolate_poses(np.array([0.0, 1.0]), np.stack([actual, target]), np.array([scale]))[0]
 
     def _protective_stop_error(self) -> ProtectiveStopError:
         reason = self.driver.protective_stop_reason
