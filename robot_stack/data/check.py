@@ -74,9 +74,9 @@ def _check_open(dataset: EpisodeDataset, report: DatasetReport) -> None:
     seeds = dataset.episode_seeds()
     cameras = _camera_ids(dataset)
     report.lines.append(f"{report.root}: {dataset.n_episodes} episode(s), {buffer.n_steps} step(s), "
-                        f"{len(cameras)} camera(s), keys: {', '.join(buffer.keys)}")
+                        f"{len(cameras)} camera(s), keys: {', '.join(buffer.keys())}")
     for index in range(dataset.n_episodes):
-        data = buffer.get_episode(index, ["timestamp"] if "timestamp" in buffer.keys else [])
+        data = buffer.get_episode(index, ["timestamp"] if "timestamp" in buffer.keys() else [])
         rows = buffer.get_episode_slice(index)
         steps = rows.stop - rows.start
         parts = [f"episode {index}: {steps} steps"]

@@ -128,7 +128,7 @@ class EpisodeDataset:
         if value is not None:
             return TimingConvention.from_dict(value, f"{self.root} attribute {_TIMING_ATTR}")
         dt = None
-        if self.n_episodes and "timestamp" in self.replay_buffer.keys:
+        if self.n_episodes and "timestamp" in self.replay_buffer.keys():
             steps = np.diff(np.asarray(self.replay_buffer.get_episode(0, ["timestamp"])["timestamp"], np.float64))
             dt = float(np.median(steps)) if len(steps) and 0 < np.median(steps) <= 10 else None
         return TimingConvention.original(dt, str(self.root))

@@ -28,6 +28,16 @@ this code: every open refuses such a store (``CorruptReplayBuffer``, naming the 
 truncated, so nothing is lost before a person has looked (``robot-stack dataset check``).
 
 One writer at a time: a write-mode open takes an exclusive lock file inside the store.
+
+The original Diffusion Policy ``ReplayBuffer``'s commonly used API works too, with its semantics:
+an in-memory ("numpy") backend (``create_empty_numpy``, ``copy_from_path``/``copy_from_store`` load complete
+episodes into memory, ``save_to_path``/``save_to_store`` write them out through the crash-safe path above),
+``create_from_path``, dict-like access (``keys()``, ``values()``, ``items()``, ``buffer[key]``, ``data``, ``meta``,
+``in``), ``get_steps_slice``, ``get_episode_idxs``, ``extend``, ``drop_episode``, ``pop_episode``,
+``chunk_size``/``get_chunks``/``get_compressors``, and per-key ``chunks``/``compressors`` for new arrays.
+Arrays are only ever handed out for complete episodes: ``buffer[key]`` never shows rows of an interrupted one.
+Not provided: rechunking or recompressing arrays in place (``set_chunks``/``set_compressors``): write a copy
+with ``save_to_path(..., chunks=..., compressors=...)`` instead.
 """
 
 from __future__ import annotations
@@ -40,7 +50,7 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping
+from typing import Any, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 import zarr
@@ -56,6 +66,18 @@ OpenMode = Literal["r", "r+", "a"]
 _CHUNK_BYTES = 1 << 20
 _ENDS_CHUNK = 1024
 _LOCK_NAME = ".writer.lock"
+
+
+def resolve_compressor(compressor: Any = "default") -> Any:
+    """The original's compressor names: ``"default"`` (Blosc lz4, level 5, no shuffle), ``"disk"`` (Blosc zstd,
+    level 5, bit shuffle); a numcodecs codec or None is returned as is."""
+    import numcodecs
+
+    if compressor == "default":
+        return numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.NOSHUFFLE)
+    if compressor == "disk":
+        return numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
+    return compressor
 
 
 class ReplayBufferError(ConfigError):
@@ -131,6 +153,59 @@ class ReplayBuffer:
             _unlock(lock_fd)
             raise
 
+    @classmethod
+    def create_from_path(cls, path: str | Path, mode: str = "r") -> "ReplayBuffer":
+        """The original's name for opening an on-disk buffer (``mode`` ``'r'``, ``'r+'``, ``'a'``; ``'w'`` creates
+        a new one, replacing what is there)."""
+        if mode == "w":
+            return cls.create(path, overwrite=True)
+        return cls.open(path, mode)  # type: ignore[arg-type]
+
+    @classmethod
+    def create_empty_numpy(cls) -> "ReplayBuffer":
+        """An empty in-memory buffer (the original's numpy backend); ``save_to_path`` writes it to disk."""
+        return _MemoryReplayBuffer({}, np.zeros(0, dtype=np.int64))
+
+    @classmethod
+    def copy_from_path(cls, path: str | Path, keys: Sequence[str] | None = None, **_: Any) -> "ReplayBuffer":
+        """Load the complete episodes of the on-disk buffer at ``path`` (``keys`` only, if given) into memory."""
+        with cls.open(path, "r") as source:
+            return source._to_memory(keys)
+
+    @classmethod
+    def copy_from_store(cls, store: Any, keys: Sequence[str] | None = None, **_: Any) -> "ReplayBuffer":
+        """Like ``copy_from_path`` for a zarr store or group (e.g. ``zarr.open(path).store``)."""
+        group = store if isinstance(store, zarr.Group) else zarr.open_group(store, mode="r", zarr_format=2)
+        if "data" not in group or "meta/episode_ends" not in group:
+            raise ReplayBufferError(f"{store} is not a replay buffer (needs data/ and meta/episode_ends)")
+        source = cls(Path(str(getattr(group.store, "root", "<store>"))), group, writable=False, lock_fd=None)
+        return source._to_memory(keys)
+
+    def _to_memory(self, keys: Sequence[str] | None) -> "ReplayBuffer":
+        names = self.keys() if keys is None else list(keys)
+        missing = [k for k in names if k not in self.keys()]
+        if missing:
+            raise KeyError(f"no data/{missing[0]} in {self.path}; keys are {self.keys()}")
+        data = {k: np.asarray(self._array(k)[: self.n_steps]) for k in names}
+        return _MemoryReplayBuffer(data, self._ends.copy(), dict(self.attrs))
+
+    def save_to_path(self, path: str | Path, chunks: Mapping[str, tuple] | None = None,
+                     compressors: Mapping[str, Any] | str | None = None, if_exists: str = "replace",
+                     **_: Any) -> Path:
+        """Write the complete episodes to a new on-disk buffer at ``path`` (replacing one there unless
+        ``if_exists`` is not ``"replace"``), episode by episode through the crash-safe ``add_episode``."""
+        with ReplayBuffer.create(path, overwrite=if_exists == "replace") as out:
+            out.attrs.update(dict(self.attrs))
+            for i in range(self.n_episodes):
+                out.add_episode(self.get_episode(i), chunks=chunks, compressors=compressors)
+        return Path(path)
+
+    def save_to_store(self, store: Any, **kwargs: Any) -> Any:
+        """``save_to_path`` for a zarr local store (its ``root`` folder)."""
+        root = getattr(store, "root", store)
+        self.save_to_path(Path(str(root)), **kwargs)
+        return store
+
     def close(self) -> None:
         """Release the writer lock (the store itself needs no closing)."""
         _unlock(self._lock_fd)
@@ -161,7 +236,7 @@ class ReplayBuffer:
     @property
     def stored_rows(self) -> int:
         """Rows in the longest ``data/`` array: more than ``n_steps`` after an interrupted episode."""
-        return max((self._data[k].shape[0] for k in self.keys), default=0)
+        return max((self._data[k].shape[0] for k in self.keys()), default=0)
 
     @property
     def episode_ends(self) -> np.ndarray:
@@ -173,7 +248,6 @@ class ReplayBuffer:
         """(E,) int64 number of steps of each episode."""
         return np.diff(self._ends, prepend=0)
 
-    @property
     def keys(self) -> list[str]:
         """Sorted names of the per-step arrays under ``data/``."""
         return sorted(self._data.array_keys())
@@ -184,17 +258,97 @@ class ReplayBuffer:
         start = int(self._ends[i - 1]) if i > 0 else 0
         return slice(start, int(self._ends[i]))
 
-    def get_episode(self, index: int, keys: list[str] | None = None) -> dict[str, np.ndarray]:
-        """All per-step arrays of episode ``index`` (or only ``keys``), read from disk."""
+    def get_episode(self, index: int, keys: list[str] | None = None, copy: bool = False) -> dict[str, np.ndarray]:
+        """All per-step arrays of episode ``index`` (or only ``keys``), read from disk (``copy``: never views
+        of an in-memory buffer)."""
         rows = self.get_episode_slice(index)
-        names = self.keys if keys is None else keys
-        missing = [k for k in names if k not in self._data]
+        names = self.keys() if keys is None else keys
+        missing = [k for k in names if k not in self.keys()]
         if missing:
-            raise KeyError(f"no data/{missing[0]} in {self.path}; keys are {self.keys}")
-        return {k: np.asarray(self._data[k][rows]) for k in names}
+            raise KeyError(f"no data/{missing[0]} in {self.path}; keys are {self.keys()}")
+        return {k: np.array(self._array(k)[rows], copy=True) if copy else np.asarray(self._array(k)[rows])
+                for k in names}
+
+    def get_steps_slice(self, start: int, stop: int, step: int | None = None, copy: bool = False) -> dict[str, np.ndarray]:
+        """Rows ``start:stop:step`` of every array, within the complete episodes."""
+        rows = slice(*slice(start, stop, step).indices(self.n_steps))
+        return {k: np.array(self._array(k)[rows], copy=True) if copy else np.asarray(self._array(k)[rows])
+                for k in self.keys()}
+
+    def get_episode_idxs(self) -> np.ndarray:
+        """(N,) int64: the episode index of every step."""
+        return np.repeat(np.arange(self.n_episodes, dtype=np.int64), self.episode_lengths)
+
+    @property
+    def backend(self) -> str:
+        """``"zarr"`` (on disk) or ``"numpy"`` (in memory), as in the original."""
+        return "zarr"
+
+    def __getitem__(self, key: str) -> Any:
+        """The array ``data/<key>`` over the complete episodes (a zarr array on disk, loaded only when a
+        trailing interrupted episode must be cut off)."""
+        if key not in self.keys():
+            raise KeyError(f"no data/{key} in {self.path}; keys are {self.keys()}")
+        arr = self._array(key)
+        return arr if arr.shape[0] == self.n_steps else np.asarray(arr[: self.n_steps])
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def values(self) -> list[Any]:
+        return [self[k] for k in self.keys()]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, self[k]) for k in self.keys()]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """``{key: buffer[key]}`` (the original's ``data`` group, complete episodes only)."""
+        return dict(self.items())
+
+    @property
+    def meta(self) -> dict[str, np.ndarray]:
+        """``{"episode_ends": ...}`` (the original's ``meta`` group)."""
+        return {"episode_ends": self.episode_ends}
+
+    @property
+    def chunk_size(self) -> int | None:
+        """Rows per chunk of the first array (None in memory or when empty)."""
+        keys = self.keys()
+        return int(self._array(keys[0]).chunks[0]) if keys else None
+
+    def get_chunks(self) -> dict[str, tuple[int, ...]]:
+        """Chunk shape of every array."""
+        return {k: tuple(self._array(k).chunks) for k in self.keys()}
+
+    def get_compressors(self) -> dict[str, Any]:
+        """Compressor of every array (numcodecs codecs, None if uncompressed)."""
+        out = {}
+        for k in self.keys():
+            codecs = self._array(k).compressors
+            out[k] = codecs[0] if codecs else None
+        return out
+
+    def _array(self, key: str) -> Any:
+        return self._data[key]
 
     # -- writing -----------------------------------------------------------------------------------------
-    def add_episode(self, data: Mapping[str, np.ndarray]) -> int:
+    def extend(self, data: Mapping[str, np.ndarray]) -> int:
+        """The original's name for ``add_episode``."""
+        return self.add_episode(data)
+
+    def drop_episode(self) -> None:
+        """The original's name for ``drop_last_episode``."""
+        self.drop_last_episode()
+
+    def pop_episode(self) -> dict[str, np.ndarray]:
+        """Remove the last episode and return its arrays."""
+        episode = self.get_episode(-1, copy=True)
+        self.drop_last_episode()
+        return episode
+
+    def add_episode(self, data: Mapping[str, np.ndarray], chunks: Mapping[str, tuple] | None = None,
+                    compressors: Mapping[str, Any] | str | None = None) -> int:
         """Append one episode (``key -> (T, ...)`` arrays, same ``T``) atomically; returns its index.
 
         On any failure (``OSError`` such as a full disk raises ``EpisodeWriteError``; ``KeyboardInterrupt``
@@ -206,7 +360,7 @@ class ReplayBuffer:
         end = start + len(next(iter(episode.values())))
         with _deferred_interrupts():
             try:
-                arrays = self._prepare_arrays(episode)
+                arrays = self._prepare_arrays(episode, chunks or {}, compressors)
                 for key, values in episode.items():
                     arrays[key].resize((end, *values.shape[1:]))
                     _write_rows(arrays[key], start, values)
@@ -240,7 +394,7 @@ class ReplayBuffer:
             self._ends_array[last] = 0
             self._ends_array.resize((last,))
             self._ends = self._ends[:last].copy()
-            for key in self.keys:
+            for key in self.keys():
                 arr = self._data[key]
                 arr.resize((start, *arr.shape[1:]))
 
@@ -265,7 +419,7 @@ class ReplayBuffer:
             raise ReplayBufferError(f"every episode array needs the same number of steps (first axis), got {lengths}")
         if not next(iter(lengths.values())):
             raise ReplayBufferError("refusing to add an empty episode (0 steps)")
-        existing = set(self.keys)
+        existing = set(self.keys())
         if self.n_episodes and existing != set(episode):
             raise ReplayBufferError(
                 f"episode keys must match the buffer's: missing {sorted(existing - set(episode))}, "
@@ -276,17 +430,19 @@ class ReplayBuffer:
                 raise ReplayBufferError(f"data/{key}: object arrays cannot be stored; convert to a numeric dtype")
             if key not in existing or not self.n_episodes:
                 continue
-            arr = self._data[key]
+            arr = self._array(key)
             if values.shape[1:] != arr.shape[1:]:
                 raise ReplayBufferError(f"data/{key}: step shape {values.shape[1:]} does not match the buffer's {arr.shape[1:]}")
             if not np.can_cast(values.dtype, arr.dtype, casting="same_kind"):
                 raise ReplayBufferError(f"data/{key}: cannot store {values.dtype} values in a {arr.dtype} array")
         return episode
 
-    def _prepare_arrays(self, episode: dict[str, np.ndarray]) -> dict[str, zarr.Array]:
-        """The target array of every key, creating arrays while the buffer is still empty."""
+    def _prepare_arrays(self, episode: dict[str, np.ndarray], chunks: Mapping[str, tuple],
+                        compressors: Mapping[str, Any] | str | None) -> dict[str, zarr.Array]:
+        """The target array of every key, creating arrays while the buffer is still empty (with ``chunks`` /
+        ``compressors`` per key where given, the original's way)."""
         if not self.n_episodes:  # arrays left by an interrupted first episode are replaced if they differ
-            for key in self.keys:
+            for key in self.keys():
                 arr, new = self._data[key], episode.get(key)
                 if new is None or arr.shape[1:] != new.shape[1:] or arr.dtype != new.dtype:
                     del self._data[key]
@@ -295,8 +451,14 @@ class ReplayBuffer:
             if key not in self._data:
                 row_bytes = max(1, values[0].nbytes)
                 rows = int(max(1, min(_CHUNK_BYTES // row_bytes, 1 << 17)))
+                options: dict[str, Any] = {}
+                codec = compressors.get(key, "keep") if isinstance(compressors, Mapping) else compressors
+                if codec is None or codec != "keep":  # "keep": zarr's default compressor
+                    codec = resolve_compressor(codec)
+                    options["compressors"] = None if codec is None else [codec]
                 self._data.create_array(
-                    key, shape=(0, *values.shape[1:]), chunks=(rows, *values.shape[1:]), dtype=values.dtype
+                    key, shape=(0, *values.shape[1:]), chunks=tuple(chunks.get(key, (rows, *values.shape[1:]))),
+                    dtype=values.dtype, **options,
                 )
             arrays[key] = self._data[key]
         return arrays
@@ -307,7 +469,7 @@ class ReplayBuffer:
             if self._ends_array.shape[0] > index:
                 self._ends_array[index:] = 0
                 self._ends_array.resize((index,))
-            for key in self.keys:
+            for key in self.keys():
                 arr = self._data[key]
                 if arr.shape[0] > start:
                     arr.resize((start, *arr.shape[1:]))
@@ -324,7 +486,7 @@ class ReplayBuffer:
         if raw_len > valid:
             self._ends_array[valid:] = 0
             self._ends_array.resize((valid,))
-        for key in self.keys:
+        for key in self.keys():
             arr = self._data[key]
             if arr.shape[0] > self.n_steps:
                 arr.resize((self.n_steps, *arr.shape[1:]))
@@ -336,7 +498,7 @@ class ReplayBuffer:
     def _load_ends(self, log_recovery: bool) -> tuple[int, int]:
         """Read the committed episode ends; returns (stored length, rows beyond the last complete episode)."""
         raw = np.asarray(self._ends_array[:], dtype=np.int64)
-        lengths = [self._data[k].shape[0] for k in self.keys]
+        lengths = [self._data[k].shape[0] for k in self.keys()]
         limit = min(lengths) if lengths else 0
         valid = 0
         previous = 0
@@ -376,6 +538,63 @@ class ReplayBuffer:
         for name in names:
             fsync_path(folder / name)
         fsync_path(folder)
+
+
+class _MemoryReplayBuffer(ReplayBuffer):
+    """The in-memory ("numpy") backend: the same interface, nothing on disk, no locks (see the module docstring)."""
+
+    def __init__(self, data: dict[str, np.ndarray], ends: np.ndarray, attrs: dict | None = None):
+        self.path = Path("<memory>")
+        self.writable = True
+        self._lock_fd = None
+        self._memory = {k: np.asarray(v) for k, v in data.items()}
+        self._ends = np.asarray(ends, dtype=np.int64).copy()
+        self._attrs = dict(attrs or {})
+
+    @property
+    def attrs(self) -> dict:
+        return self._attrs
+
+    @property
+    def backend(self) -> str:
+        return "numpy"
+
+    @property
+    def stored_rows(self) -> int:
+        return self.n_steps
+
+    @property
+    def chunk_size(self) -> int | None:
+        return None
+
+    def get_chunks(self) -> dict[str, tuple[int, ...]]:
+        raise ReplayBufferError("an in-memory replay buffer has no chunks (save_to_path writes a chunked copy)")
+
+    def get_compressors(self) -> dict[str, Any]:
+        raise ReplayBufferError("an in-memory replay buffer has no compressors (save_to_path writes a compressed copy)")
+
+    def keys(self) -> list[str]:
+        return sorted(self._memory)
+
+    def _array(self, key: str) -> np.ndarray:
+        return self._memory[key]
+
+    def add_episode(self, data: Mapping[str, np.ndarray], chunks: Mapping[str, tuple] | None = None,
+                    compressors: Mapping[str, Any] | str | None = None) -> int:
+        episode = self._validate_episode(data)
+        for key, values in episode.items():
+            if key in self._memory and self.n_episodes:
+                self._memory[key] = np.concatenate([self._memory[key], values.astype(self._memory[key].dtype)])
+            else:
+                self._memory[key] = values.copy()
+        self._ends = np.append(self._ends, np.int64(self.n_steps + len(next(iter(episode.values())))))
+        return self.n_episodes - 1
+
+    def drop_last_episode(self) -> None:
+        if not self.n_episodes:
+            raise IndexError("the in-memory replay buffer has no episode to drop")
+        self._ends = self._ends[:-1].copy()
+        self._memory = {k: v[: self.n_steps].copy() for k, v in self._memory.items()}
 
 
 def _write_rows(arr: zarr.Array, start: int, values: np.ndarray) -> None:

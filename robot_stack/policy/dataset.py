@@ -75,8 +75,8 @@ def load_replay_data(root: str | Path, cfg: PolicyConfig, cache_dir: str | Path 
             return arr.reshape(len(arr), -1)
 
         def columns(field: FieldConfig) -> np.ndarray:
-            if field.key not in buffer.keys:
-                raise DatasetError(f"{buffer.path}: no array data/{field.key} (available: {buffer.keys})")
+            if field.key not in buffer.keys():
+                raise DatasetError(f"{buffer.path}: no array data/{field.key} (available: {buffer.keys()})")
             arr = read(field.key)
             if arr.shape[1] < field.dims:
                 raise DatasetError(f"{buffer.path}: data/{field.key} has {arr.shape[1]} columns; the config uses {field.dims}")
@@ -84,7 +84,7 @@ def load_replay_data(root: str | Path, cfg: PolicyConfig, cache_dir: str | Path 
 
         low_dim = {f.key: columns(f) for f in cfg.low_dim}
         action = np.concatenate([columns(f) for f in cfg.action], axis=1)
-        step_ts = read("timestamp")[:, 0].astype(np.float64) if "timestamp" in buffer.keys else None
+        step_ts = read("timestamp")[:, 0].astype(np.float64) if "timestamp" in buffer.keys() else None
         cache = Path(cache_dir) if cache_dir is not None else root / "cache"
         frame_files = {}
         for cam, key in zip(cfg.cameras, cfg.camera_keys):

@@ -102,7 +102,7 @@ def test_collect_discard_kill_reopen_and_replay(tmp_path, sim_rig_file):
         assert ds.n_episodes == 2
         assert sorted(p.name for p in ds.video_root.iterdir()) == ["0", "1"]
         rb = ds.replay_buffer
-        assert all(n == rb.n_steps for n in (rb._data[k].shape[0] for k in rb.keys))
+        assert all(n == rb.n_steps for n in (rb._data[k].shape[0] for k in rb.keys()))
         for index in range(2):
             ep = rb.get_episode(index)
             n = len(ep["timestamp"])

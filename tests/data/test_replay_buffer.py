@@ -50,7 +50,7 @@ def test_roundtrip_layout_is_zarr_v2_diffusion_policy(tmp_path):
         lengths = [len(episode(i)["timestamp"]) for i in range(3)]
         np.testing.assert_array_equal(rb.episode_lengths, lengths)
         np.testing.assert_array_equal(rb.episode_ends, np.cumsum(lengths))
-        assert rb.keys == ["action", "image", "robot_eef_pose", "timestamp"]
+        assert rb.keys() == ["action", "image", "robot_eef_pose", "timestamp"]
         assert rb.get_episode_slice(1) == slice(lengths[0], lengths[0] + lengths[1])
         np.testing.assert_array_equal(rb.get_episode(-1, keys=["action"])["action"], episode(2)["action"])
         with pytest.raises(IndexError, match="has 3 episode"):
@@ -72,7 +72,7 @@ def test_drop_last_episode_then_append(tmp_path):
     with make_buffer(tmp_path / "rb.zarr", 3) as rb:
         rb.drop_last_episode()
         assert_episodes_intact(rb, 2)
-        assert all(rb._data[k].shape[0] == rb.n_steps for k in rb.keys)
+        assert all(rb._data[k].shape[0] == rb.n_steps for k in rb.keys())
         rb.add_episode(episode(2))
         assert_episodes_intact(rb, 3)
         for _ in range(3):
@@ -116,7 +116,7 @@ def test_open_errors_and_single_writer_lock(tmp_path):
     with ReplayBuffer.open(path, mode="r+") as rb:  # lock released on close
         assert rb.n_episodes == 1
     with ReplayBuffer.create(path, overwrite=True) as rb:
-        assert rb.n_episodes == 0 and rb.keys == []
+        assert rb.n_episodes == 0 and rb.keys() == []
 
 
 # -- crash recovery: a real process killed at chosen points ------------------------------------------------
@@ -145,7 +145,7 @@ def test_sigkill_mid_write_keeps_earlier_episodes(tmp_path, caplog, pause):
     with ReplayBuffer.open(path, mode="r+") as rb:
         assert_episodes_intact(rb, 3)
         assert "recovered to the last complete episode (3 episodes" in caplog.text
-        assert all(rb._data[k].shape[0] == rb.n_steps for k in rb.keys)  # trailing rows truncated
+        assert all(rb._data[k].shape[0] == rb.n_steps for k in rb.keys())  # trailing rows truncated
         assert not list(path.rglob("*.partial"))
         rb.add_episode(episode(3))
         assert_episodes_intact(rb, 4)
@@ -257,3 +257,45 @@ def test_ctrl_c_during_save_is_held_until_the_episode_is_complete(tmp_path, monk
         rb.close()
         with ReplayBuffer.open(path) as reopened:
             assert_episodes_intact(reopened, 3)
+
+
+def test_the_originals_api_in_memory_and_on_disk(tmp_path):
+    """The original ReplayBuffer's commonly used calls, with its semantics, on both backends."""
+    mem = ReplayBuffer.create_empty_numpy()
+    assert (mem.backend, mem.n_episodes, mem.n_steps, mem.keys()) == ("numpy", 0, 0, [])
+    for i in range(3):
+        mem.extend(episode(i))
+    lengths = [len(episode(i)["action"]) for i in range(3)]
+    assert mem.episode_lengths.tolist() == lengths and mem.n_steps == sum(lengths)
+    assert mem.get_episode_idxs().tolist() == sum(([i] * n for i, n in enumerate(lengths)), [])
+    assert "action" in mem and "nothing" not in mem and sorted(mem.data) == mem.keys()
+    np.testing.assert_array_equal(mem["timestamp"], np.concatenate([episode(i)["timestamp"] for i in range(3)]))
+    window = mem.get_steps_slice(lengths[0] - 2, lengths[0] + 3)
+    np.testing.assert_array_equal(window["action"][2], episode(1)["action"][0])
+    last = mem.pop_episode()
+    np.testing.assert_array_equal(last["image"], episode(2)["image"])
+    assert mem.n_episodes == 2 and mem.meta["episode_ends"].tolist() == np.cumsum(lengths[:2]).tolist()
+    mem.extend(episode(2))
+
+    # Out to disk through the crash-safe writer, with the original's per-key chunks and compressor names.
+    mem.save_to_path(tmp_path / "rb.zarr", chunks={"image": (7, 32, 32, 3)}, compressors={"action": "disk"})
+    disk = ReplayBuffer.create_from_path(tmp_path / "rb.zarr")
+    assert disk.backend == "zarr" and disk.n_episodes == 3
+    assert disk.get_chunks()["image"] == (7, 32, 32, 3) and disk.chunk_size == disk.get_chunks()["action"][0]
+    assert disk.get_compressors()["action"].cname == "zstd"
+    assert_episodes_intact(disk, 3)
+    # What the original's ReplayBuffer reads: a plain zarr v2 group.
+    raw = zarr.open_group(str(tmp_path / "rb.zarr"), mode="r", zarr_format=2)
+    assert raw["meta/episode_ends"][:].tolist() == np.cumsum(lengths).tolist()
+
+    # Back into memory: complete episodes only, even when an interrupted write left rows behind.
+    with ReplayBuffer.open(tmp_path / "rb.zarr", "r+") as rb:
+        rb._data["action"].resize((rb.n_steps + 5, 2))  # as if an episode died before its commit
+    partial = ReplayBuffer.open(tmp_path / "rb.zarr", "r")
+    assert partial["action"].shape[0] == sum(lengths)  # never the uncommitted rows
+    loaded = ReplayBuffer.copy_from_path(tmp_path / "rb.zarr", keys=["action", "timestamp"])
+    assert loaded.backend == "numpy" and loaded.keys() == ["action", "timestamp"] and loaded.n_steps == sum(lengths)
+    from_store = ReplayBuffer.copy_from_store(zarr.open_group(str(tmp_path / "rb.zarr"), mode="r").store)
+    assert_episodes_intact(from_store, 3)
+    with pytest.raises(ReplayBufferError, match="no chunks"):
+        loaded.get_chunks()
