@@ -27,12 +27,17 @@ Safety rules (documented here because they are the contract):
 * Arm-side watchdog (RTDE): the driver enables ur_rtde's watchdog (``arm_watchdog_timeout``); every servoL
   feeds it, and cycles that send none (holding) kick it. If this process dies or freezes, the robot stops its
   control program by itself and the arm decelerates; nothing on this side has to survive for that.
+* State time: a record's ``timestamp`` is when the state was *measured*: the robot's own timestamp of it,
+  mapped onto the runtime clock (``measured_time``), not when the loop got round to reading it. Velocities
+  computed from consecutive records are then right even when reads jitter; ``loop_time`` keeps the cycle's
+  own time.
 * Protective stop: raises ``ProtectiveStopError`` (the process fails and the supervisor stops the rig);
   recovering needs a human at the pendant.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 from typing import Sequence
 
@@ -52,6 +57,9 @@ _STRETCH_EPS = 1e-6
 _LOG_EVERY = 100
 # ur_rtde's default servoL gain: the servo's time constant is modelled as lookahead_time * this / gain.
 _REFERENCE_GAIN = 300.0
+# The robot-to-runtime clock offset is the smallest (read time - robot time) seen over this window: reads are
+# late by a varying amount but never early, and a window (not all time) follows slow drift between clocks.
+_OFFSET_WINDOW_S = 5.0
 
 
 class ServoLoop:
@@ -76,6 +84,8 @@ class ServoLoop:
         self._last_command_time = 0.0
         self._next_deadline = 0.0
         self._commanded = np.zeros(6)
+        self._offsets: collections.deque[tuple[float, float]] = collections.deque()  # (read time, offset)
+        self._last_robot_time = -np.inf
 
     def start(self) -> None:
         """Begin holding the current pose; call once after the driver connected."""
@@ -215,6 +225,7 @@ class ServoLoop:
         else:
             driver.kick_watchdog()  # holding sends no servoL: keep the arm-side watchdog fed while we live
         actual = driver.get_actual_tcp_pose()
+        robot_time = driver.get_timestamp()
         if self.holding:
             self._commanded = actual
         record = {
@@ -224,9 +235,9 @@ class ServoLoop:
             "actual_qd": driver.get_actual_qd(),
             "target_tcp_pose": driver.get_target_tcp_pose(),
             "commanded_pose": self._commanded,
-            "robot_timestamp": driver.get_timestamp(),
+            "robot_timestamp": robot_time,
             "loop_time": t,
-            "timestamp": self.clock.now(),
+            "timestamp": self.measured_time(robot_time, self.clock.now()),
             "holding": self.holding,
             "n_rejected": self.n_rejected,
             "n_dropped": self.n_dropped,
@@ -234,6 +245,20 @@ class ServoLoop:
             "n_overruns": self.n_overruns,
         }
         return record
+
+    def measured_time(self, robot_time: float, read_time: float) -> float:
+        """Runtime-clock time of a state the robot stamped ``robot_time``, read at ``read_time``."""
+        offsets = self._offsets
+        if robot_time < self._last_robot_time:  # the robot's clock restarted: what we knew no longer holds
+            offsets.clear()
+        self._last_robot_time = robot_time
+        offset = read_time - robot_time
+        while offsets and offsets[-1][1] >= offset:  # monotonic queue: its front is the window's minimum
+            offsets.pop()
+        offsets.append((read_time, offset))
+        while offsets[0][0] < read_time - _OFFSET_WINDOW_S:
+            offsets.popleft()
+        return robot_time + offsets[0][1]
 
     def _bounded_lead(self, target: np.ndarray, actual: np.ndarray) -> np.ndarray:
         """``target``, pulled back toward ``actual`` so that servoL cannot drive faster than the limits."""
