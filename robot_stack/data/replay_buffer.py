@@ -80,6 +80,15 @@ def resolve_compressor(compressor: Any = "default") -> Any:
     return compressor
 
 
+def _compressor_options(key: str, compressors: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    """``create_array`` options for ``key``'s compressor: none given (no mapping, or the key not in it) keeps
+    zarr's default; a name or codec is resolved; an explicit None stores the array uncompressed."""
+    if compressors is None or (isinstance(compressors, Mapping) and key not in compressors):
+        return {}
+    codec = resolve_compressor(compressors[key] if isinstance(compressors, Mapping) else compressors)
+    return {"compressors": None if codec is None else [codec]}
+
+
 class ReplayBufferError(ConfigError):
     """The store is not a replay buffer, is locked by another writer, or an episode is malformed."""
 
@@ -451,14 +460,9 @@ class ReplayBuffer:
             if key not in self._data:
                 row_bytes = max(1, values[0].nbytes)
                 rows = int(max(1, min(_CHUNK_BYTES // row_bytes, 1 << 17)))
-                options: dict[str, Any] = {}
-                codec = compressors.get(key, "keep") if isinstance(compressors, Mapping) else compressors
-                if codec is None or codec != "keep":  # "keep": zarr's default compressor
-                    codec = resolve_compressor(codec)
-                    options["compressors"] = None if codec is None else [codec]
                 self._data.create_array(
                     key, shape=(0, *values.shape[1:]), chunks=tuple(chunks.get(key, (rows, *values.shape[1:]))),
-                    dtype=values.dtype, **options,
+                    dtype=values.dtype, **_compressor_options(key, compressors),
                 )
             arrays[key] = self._data[key]
         return arrays

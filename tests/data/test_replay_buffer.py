@@ -283,6 +283,9 @@ def test_the_originals_api_in_memory_and_on_disk(tmp_path):
     assert disk.backend == "zarr" and disk.n_episodes == 3
     assert disk.get_chunks()["image"] == (7, 32, 32, 3) and disk.chunk_size == disk.get_chunks()["action"][0]
     assert disk.get_compressors()["action"].cname == "zstd"
+    assert disk.get_compressors()["image"] is not None  # not named: zarr's default compressor, never none
+    with make_buffer(tmp_path / "plain.zarr", 1) as plain:  # no compressors given at all: the default too
+        assert all(codec is not None for codec in plain.get_compressors().values())
     assert_episodes_intact(disk, 3)
     # What the original's ReplayBuffer reads: a plain zarr v2 group.
     raw = zarr.open_group(str(tmp_path / "rb.zarr"), mode="r", zarr_format=2)
