@@ -191,12 +191,7 @@ class ReplayBuffer:
         return source._to_memory(keys)
 
     def _to_memory(self, keys: Sequence[str] | None) -> "ReplayBuffer":
-        names = self.keys() if keys is None else list(keys)
-        missing = [k for k in names if k not in self.keys()]
-        if missing:
-            raise KeyError(f"no data/{missing[0]} in {self.path}; keys are {self.keys()}")
-        data = {k: np.asarray(self._array(k)[: self.n_steps]) for k in names}
-        return _MemoryReplayBuffer(data, self._ends.copy(), dict(self.attrs))
+        return _MemoryReplayBuffer(self._rows(slice(0, self.n_steps), keys, False), self._ends.copy(), dict(self.attrs))
 
     def save_to_path(self, path: str | Path, chunks: Mapping[str, tuple] | None = None,
                      compressors: Mapping[str, Any] | str | None = None, if_exists: str = "replace",
@@ -270,19 +265,21 @@ class ReplayBuffer:
     def get_episode(self, index: int, keys: list[str] | None = None, copy: bool = False) -> dict[str, np.ndarray]:
         """All per-step arrays of episode ``index`` (or only ``keys``), read from disk (``copy``: never views
         of an in-memory buffer)."""
-        rows = self.get_episode_slice(index)
-        names = self.keys() if keys is None else keys
-        missing = [k for k in names if k not in self.keys()]
-        if missing:
-            raise KeyError(f"no data/{missing[0]} in {self.path}; keys are {self.keys()}")
-        return {k: np.array(self._array(k)[rows], copy=True) if copy else np.asarray(self._array(k)[rows])
-                for k in names}
+        return self._rows(self.get_episode_slice(index), keys, copy)
 
     def get_steps_slice(self, start: int, stop: int, step: int | None = None, copy: bool = False) -> dict[str, np.ndarray]:
         """Rows ``start:stop:step`` of every array, within the complete episodes."""
-        rows = slice(*slice(start, stop, step).indices(self.n_steps))
+        return self._rows(slice(*slice(start, stop, step).indices(self.n_steps)), None, copy)
+
+    def _rows(self, rows: slice, keys: Sequence[str] | None, copy: bool) -> dict[str, np.ndarray]:
+        """``rows`` of the arrays ``keys`` (all when None); ``KeyError`` naming a missing one."""
+        available = self.keys()
+        names = available if keys is None else list(keys)
+        missing = [k for k in names if k not in available]
+        if missing:
+            raise KeyError(f"no data/{missing[0]} in {self.path}; keys are {available}")
         return {k: np.array(self._array(k)[rows], copy=True) if copy else np.asarray(self._array(k)[rows])
-                for k in self.keys()}
+                for k in names}
 
     def get_episode_idxs(self) -> np.ndarray:
         """(N,) int64: the episode index of every step."""
