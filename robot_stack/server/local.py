@@ -11,7 +11,7 @@ import os
 import tempfile
 import uuid
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from robot_stack.runtime import DeviceProcess
 from robot_stack.server.policy_service import PolicyInfo, PolicyService
@@ -43,25 +43,27 @@ class CheckpointService:
     dt: float | None = None
 
     def __call__(self) -> PolicyService:
-        from robot_stack.policy.checkpoint import checkpoint_timing, load_checkpoint, policy_from_payload
-
-        payload = load_checkpoint(self.checkpoint)
-        policy = policy_from_payload(payload, source=self.checkpoint).to(self.device).eval()
-        timing = checkpoint_timing(payload, self.checkpoint)
-        return PolicyService(policy, self.dt or timing.dt, timing.action_delay_steps)
+        _, policy, dt, delay = self._load()
+        return PolicyService(policy.to(self.device).eval(), dt, delay)
 
     def check(self) -> CheckedCheckpoint:
         """Load the checkpoint in this process, on the CPU (``ConfigError`` naming the file if it is unreadable,
         damaged or from another config)."""
-        from robot_stack.policy.checkpoint import (checkpoint_cameras, checkpoint_timing, load_checkpoint,
-                                                   policy_from_payload)
+        from robot_stack.policy.checkpoint import checkpoint_cameras
+
+        payload, policy, dt, delay = self._load()
+        seeds = [int(s) for s in payload.get("train_state", {}).get("scene_seeds", [])]
+        return CheckedCheckpoint(PolicyInfo.of(policy, dt, delay), seeds, checkpoint_cameras(payload))
+
+    def _load(self) -> tuple[dict, Any, float, int]:
+        """(payload, policy on the CPU, dt, action_delay_steps): the timing is the checkpoint's, ``dt`` overriding."""
+        # torch is imported only where a policy runs
+        from robot_stack.policy.checkpoint import checkpoint_timing, load_checkpoint, policy_from_payload
 
         payload = load_checkpoint(self.checkpoint)
-        policy = policy_from_payload(payload, source=self.checkpoint)
         timing = checkpoint_timing(payload, self.checkpoint)
-        seeds = [int(s) for s in payload.get("train_state", {}).get("scene_seeds", [])]
-        info = PolicyInfo.of(policy, self.dt or timing.dt, timing.action_delay_steps)
-        return CheckedCheckpoint(info, seeds, checkpoint_cameras(payload))
+        policy = policy_from_payload(payload, source=self.checkpoint)
+        return payload, policy, self.dt or timing.dt, timing.action_delay_steps
 
 
 def private_ipc_endpoint() -> str:
