@@ -193,13 +193,8 @@ def _hybrid_name(name: str, value: torch.Tensor, state: dict[str, torch.Tensor])
 
 def _check_position_grid(name: str, value: torch.Tensor, is_x: bool) -> None:
     flat = value.reshape(-1)
-    w = int(torch.unique(flat).numel()) if is_x else None
-    n = flat.numel()
-    if is_x:
-        h = n // max(w, 1)
-    else:
-        h = int(torch.unique(flat).numel())
-        w = n // max(h, 1)
+    n, distinct = flat.numel(), int(torch.unique(flat).numel())  # pos_x takes W distinct values, pos_y H
+    h, w = (n // distinct, distinct) if is_x else (distinct, n // distinct)
     if h * w != n or not torch.equal(flat, keypoint_grid(h, w)[0 if is_x else 1].reshape(-1)):
         raise ConfigError(f"{name} is not the spatial softmax position grid robot_stack computes")
 
