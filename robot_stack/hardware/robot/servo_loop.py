@@ -210,8 +210,12 @@ class ServoLoop:
         ):
             self.hold(f"no command for {t - self._last_command_time:.3f} s (command_timeout "
                       f"{self.config.command_timeout} s) while the trajectory was still moving")
+        # One read of the measured pose per cycle: it bounds the target and is the record's pose.
+        actual = driver.get_actual_tcp_pose()
+        robot_time = driver.get_timestamp()
+        measured = self.measured_time(robot_time, self.clock.now())
         if not self.holding:
-            self._commanded = self._bounded_lead(self.trajectory(t), driver.get_actual_tcp_pose())
+            self._commanded = self._bounded_lead(self.trajectory(t), actual)
             ok = driver.servo_l(
                 self._commanded, 0.0, 0.0, self.period, self.config.lookahead_time, self.config.gain
             )
@@ -224,8 +228,6 @@ class ServoLoop:
                 )
         else:
             driver.kick_watchdog()  # holding sends no servoL: keep the arm-side watchdog fed while we live
-        actual = driver.get_actual_tcp_pose()
-        robot_time = driver.get_timestamp()
         if self.holding:
             self._commanded = actual
         record = {
@@ -237,7 +239,7 @@ class ServoLoop:
             "commanded_pose": self._commanded,
             "robot_timestamp": robot_time,
             "loop_time": t,
-            "timestamp": self.measured_time(robot_time, self.clock.now()),
+            "timestamp": measured,
             "holding": self.holding,
             "n_rejected": self.n_rejected,
             "n_dropped": self.n_dropped,
