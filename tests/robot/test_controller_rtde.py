@@ -115,5 +115,6 @@ def test_state_timestamps_are_when_the_robot_measured_the_state(sim_config):
     assert cruise.sum() > 20
     np.testing.assert_allclose(np.median(speed[cruise]), 0.1, rtol=0.1)
     assert speed[cruise].max() < 0.13, np.sort(speed[cruise])[-5:]  # read jitter would show as spikes
-    # The measurement times keep the robot's own spacing.
-    np.testing.assert_allclose(np.diff(ts)[cruise], np.diff(rec["robot_timestamp"])[cruise], atol=1e-6)
+    # The measurement times keep the robot's own spacing, up to the offset estimate improving when a read with
+    # a smaller delay comes along (seen: 4 us, right after connecting); read times are off by whole periods.
+    np.testing.assert_allclose(np.diff(ts)[cruise], np.diff(rec["robot_timestamp"])[cruise], atol=5e-4)
