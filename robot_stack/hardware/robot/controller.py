@@ -19,7 +19,7 @@ target_tcp_pose     (6,)     the robot controller's own target TCP pose
 commanded_pose      (6,)     pose sent with servoL this cycle (the actual pose while holding)
 robot_timestamp     ()       robot controller clock (s since controller start)
 loop_time           ()       runtime clock at the start of the cycle (the trajectory was sampled here)
-timestamp           ()       runtime clock when the robot measured this state (its own timestamp, mapped)
+timestamp           ()       runtime clock when the robot measured this state (its timestamp, mapped; +1 us if re-read)
 holding             () bool  True while decelerating/holding (watchdog, stop command, dead peer)
 n_rejected          () i8    cumulative count of rejected commands (NaN/inf, outside workspace, no IK...)
 n_dropped           () i8    cumulative count of waypoints dropped because their time had passed
@@ -229,9 +229,7 @@ class RobotController(DeviceProcess):
         self._loop = ServoLoop(self._driver, self.config, clock)
         self._loop.start()
         self._next_peer_check = 0.0
-        first = self._loop.cycle()
-        self.state.put(first)  # publish a state before reporting ready
-        self._last_published = float(first["timestamp"])
+        self.state.put(self._loop.cycle())  # publish a state before reporting ready
 
     def step(self) -> None:
         loop = self._loop
@@ -249,12 +247,7 @@ class RobotController(DeviceProcess):
             else:
                 loop.reject(f"unknown command kind {int(kind)}")
         self._check_peers(loop)
-        record = loop.cycle()
-        # One record per measurement: a cycle that read the same robot state package again (RTDE sends at the
-        # servo rate, and reads can catch one twice) would repeat a timestamp that consumers interpolate over.
-        if record["timestamp"] > self._last_published:
-            self.state.put(record)
-            self._last_published = record["timestamp"]
+        self.state.put(loop.cycle())
         loop.wait_next()
 
     def _check_peers(self, loop: ServoLoop) -> None:

@@ -88,6 +88,10 @@ class RobotDriver(abc.ABC):
     def is_protective_stopped(self) -> bool:
         """True while the robot is in protective stop (or emergency stop)."""
 
+    def get_measured_pose(self) -> tuple[np.ndarray, float]:
+        """The measured TCP pose and the robot time it was measured at, from the same state update."""
+        return self.get_actual_tcp_pose(), self.get_timestamp()
+
     def kick_watchdog(self) -> None:
         """Tell the robot the controller is alive in a cycle that sends no motion command (drivers with an
         arm-side watchdog; every command feeds it too). A no-op where there is none."""

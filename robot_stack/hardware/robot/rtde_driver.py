@@ -39,6 +39,8 @@ _CHECKLIST = (
 
 _RTDE_REQUEST_PROTOCOL_VERSION = 86  # 'V'
 _RTDE_PROTOCOL_VERSION = 2
+# A new state package arrives every servo period; two in one pose read means the reading thread stalled.
+_SNAPSHOT_TRIES = 3
 
 
 def _open(ip: str, port: int, timeout: float) -> socket.socket:
@@ -217,6 +219,17 @@ class RTDEDriver(RobotDriver):
 
     def get_timestamp(self) -> float:
         return float(self._recv().getTimestamp())
+
+    def get_measured_pose(self) -> tuple[np.ndarray, float]:
+        # ur_rtde's receive thread may swap in the next package between two getters: read the timestamp on
+        # both sides of the pose and retry when it moved, so pose and time belong to one package.
+        recv = self._recv()
+        for _ in range(_SNAPSHOT_TRIES):
+            before = float(recv.getTimestamp())
+            pose = np.asarray(recv.getActualTCPPose(), dtype=np.float64)
+            if float(recv.getTimestamp()) == before:
+                break
+        return pose, before
 
     def is_protective_stopped(self) -> bool:
         recv = self._recv()

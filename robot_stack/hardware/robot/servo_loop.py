@@ -60,6 +60,7 @@ _REFERENCE_GAIN = 300.0
 # The robot-to-runtime clock offset is the smallest (read time - robot time) seen over this window: reads are
 # late by a varying amount but never early, and a window (not all time) follows slow drift between clocks.
 _OFFSET_WINDOW_S = 5.0
+_RESTAMP_S = 1e-6
 
 
 class ServoLoop:
@@ -86,6 +87,7 @@ class ServoLoop:
         self._commanded = np.zeros(6)
         self._offsets: collections.deque[tuple[float, float]] = collections.deque()  # (read time, offset)
         self._last_robot_time = -np.inf
+        self._last_stamp = -np.inf
 
     def start(self) -> None:
         """Begin holding the current pose; call once after the driver connected."""
@@ -211,9 +213,11 @@ class ServoLoop:
             self.hold(f"no command for {t - self._last_command_time:.3f} s (command_timeout "
                       f"{self.config.command_timeout} s) while the trajectory was still moving")
         # One read of the measured pose per cycle: it bounds the target and is the record's pose.
-        actual = driver.get_actual_tcp_pose()
-        robot_time = driver.get_timestamp()
-        measured = self.measured_time(robot_time, self.clock.now())
+        actual, robot_time = driver.get_measured_pose()
+        # A cycle that reads the same package again (RTDE sends at the servo rate; a read can catch one twice)
+        # is published 1 us after the previous record: consumers interpolate over strictly increasing times.
+        measured = max(self.measured_time(robot_time, self.clock.now()), self._last_stamp + _RESTAMP_S)
+        self._last_stamp = measured
         if not self.holding:
             self._commanded = self._bounded_lead(self.trajectory(t), actual)
             ok = driver.servo_l(
