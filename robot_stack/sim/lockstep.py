@@ -223,6 +223,7 @@ class LockstepPushT:
         ]
         self.cameras = [cam.buffer for cam in self._cameras]
         self._commands: list[WaypointCommand] = []
+        self._last_state: dict[str, Any] | None = None
         self._resets: list[int] = []
         self._next_servo = 0.0
         self._next_physics = 0.0
@@ -281,7 +282,8 @@ class LockstepPushT:
         commands, self._commands = self._commands, []
         for command in commands:
             self.servo.schedule_waypoint(command.pose, command.target_time)
-        self.robot_state.put(self.servo.cycle())
+        self._last_state = self.servo.cycle()
+        self.robot_state.put(self._last_state)
         self._next_servo += self.servo.period
 
     def _physics_tick(self) -> None:
@@ -295,10 +297,8 @@ class LockstepPushT:
         self.scene_state.put(record)
 
     def _tcp_pose(self) -> np.ndarray | None:
-        try:
-            return self.robot_state.get()[self.scene_config.robot_pose_key]
-        except StaleDataError:
-            return None
+        # the latest state record as published (reading it back from the buffer copies every field)
+        return None if self._last_state is None else np.asarray(self._last_state[self.scene_config.robot_pose_key])
 
     def _scene_or_none(self) -> Mapping[str, np.ndarray] | None:
         try:

@@ -27,17 +27,15 @@ from typing import Sequence
 
 import numpy as np
 
-from robot_stack.hardware.robot.kinematics import matrix_to_rotvec, rotvec_to_matrix
+from robot_stack.hardware.robot.kinematics import rotation_angle_between
 from robot_stack.runtime import interpolate_poses
 
 
 def pose_distance(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     """(translation distance in m, rotation angle in rad) between two poses."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    pos = float(np.linalg.norm(b[:3] - a[:3]))
-    rel = rotvec_to_matrix(a[3:]).T @ rotvec_to_matrix(b[3:])
-    return pos, float(np.linalg.norm(matrix_to_rotvec(rel)))
+    ax, ay, az, *ra = np.asarray(a, dtype=np.float64).tolist()
+    bx, by, bz, *rb = np.asarray(b, dtype=np.float64).tolist()
+    return math.sqrt((bx - ax) ** 2 + (by - ay) ** 2 + (bz - az) ** 2), rotation_angle_between(ra, rb)
 
 
 def min_duration(a: Sequence[float], b: Sequence[float], max_pos_speed: float, max_rot_speed: float) -> float:
@@ -78,9 +76,23 @@ class PoseTrajectoryInterpolator:
 
     def __call__(self, t: float | Sequence[float]) -> np.ndarray:
         """Pose at time ``t`` (shape (6,)), or poses (M, 6) for an array of times; clamped at the ends."""
-        scalar = np.ndim(t) == 0
-        out = interpolate_poses(self._times, self._poses, np.atleast_1d(t))
-        return out[0] if scalar else out
+        if np.ndim(t) == 0:
+            return self._at(float(t))
+        return interpolate_poses(self._times, self._poses, np.asarray(t, dtype=np.float64))
+
+    def _at(self, t: float) -> np.ndarray:
+        # The servo loop samples one time per cycle: this avoids interpolate_poses' array set-up for it.
+        times, poses = self._times, self._poses
+        i = int(np.searchsorted(times, t, side="right"))
+        if i == 0:
+            return poses[0].copy()
+        if i == len(times):
+            return poses[-1].copy()
+        p0, p1 = poses[i - 1], poses[i]
+        if np.array_equal(p0[3:], p1[3:]):  # one orientation over the segment (planar pushing): no slerp
+            a = (t - times[i - 1]) / (times[i] - times[i - 1])
+            return np.concatenate([p0[:3] + a * (p1[:3] - p0[:3]), p0[3:]])
+        return interpolate_poses(times[i - 1:i + 1], poses[i - 1:i + 1], np.array([t]))[0]
 
     def trim(self, start_time: float, end_time: float) -> "PoseTrajectoryInterpolator":
         """The part of the trajectory between ``start_time`` and ``end_time`` (knots added at both ends)."""

@@ -23,6 +23,7 @@ arm lives on the controller's clock — real time with ``RuntimeClock``, or as f
 from __future__ import annotations
 
 import logging
+import math
 from typing import Sequence
 
 import numpy as np
@@ -54,6 +55,9 @@ class SimUR5(RobotDriver):
         self.time = 0.0  # robot controller time, s
         self._mode = "idle"  # idle | servo | stopping
         self._q_target = self.q.copy()
+        self._q_target_list = self._q_target.tolist()
+        self._amax_list, self._vmax_list = self._amax.tolist(), self._vmax.tolist()
+        self._q_min_list, self._q_max_list = self.kin.q_min.tolist(), self.kin.q_max.tolist()
         self._target_pose: np.ndarray | None = None
         self._tau = config.lookahead_time
         self._stop_decel = self._amax.copy()
@@ -67,35 +71,48 @@ class SimUR5(RobotDriver):
         """Advance the simulation by ``dt`` seconds (fixed sub-steps of ``sim.physics_dt``)."""
         if dt < 0:
             raise ValueError(f"step: dt must be >= 0, got {dt}")
+        # Sub-steps run on Python floats: on 6-vectors numpy's per-call overhead dominates the arithmetic.
+        q, qd = self.q.tolist(), self.qd.tolist()
         remaining = dt
         while remaining > 1e-12:
             h = min(self._h, remaining)
-            self._substep(h)
+            self._substep(q, qd, h)
             remaining -= h
+        self.q, self.qd = np.array(q), np.array(qd)
         self.time += dt
         self._measured = None
 
-    def _substep(self, h: float) -> None:
+    def _substep(self, q: list[float], qd: list[float], h: float) -> None:
+        """One integration step of ``q``, ``qd`` (in place)."""
+        amax, vmax = self._amax_list, self._vmax_list
         if self._mode == "servo" and not self._pstop_reason:
-            err = self._q_target - self.q
-            mag = np.minimum(np.minimum(np.abs(err) / self._tau, np.sqrt(2.0 * self._amax * np.abs(err))), self._vmax)
-            qd_ref = np.sign(err) * mag
-            step = self._amax * h
+            tau, target = self._tau, self._q_target_list
+            for j in range(6):
+                err = target[j] - q[j]
+                size = abs(err)
+                mag = min(size / tau, math.sqrt(2.0 * amax[j] * size), vmax[j])
+                ref = mag if err > 0.0 else -mag if err < 0.0 else 0.0
+                limit = amax[j] * h
+                change = ref - qd[j]
+                qd[j] += limit if change > limit else -limit if change < -limit else change
+                q[j] += qd[j] * h
         else:
             # decelerating: along the path after servoStop/stopL, as hard as possible otherwise
-            qd_ref = np.zeros(6)
             stopping = self._mode == "stopping" and not self._pstop_reason
-            step = (self._stop_decel if stopping else self._amax) * h
-        self.qd = self.qd + np.clip(qd_ref - self.qd, -step, step)
-        self.q = self.q + self.qd * h
-        if self._mode == "stopping" and not np.any(self.qd):
+            decel = self._stop_decel.tolist() if stopping else amax
+            for j in range(6):
+                limit = decel[j] * h
+                change = -qd[j]
+                qd[j] += limit if change > limit else -limit if change < -limit else change
+                q[j] += qd[j] * h
+        if self._mode == "stopping" and not any(qd):
             self._mode = "idle"
-        outside = (self.q < self.kin.q_min) | (self.q > self.kin.q_max)
-        if np.any(outside):
-            self.q = np.clip(self.q, self.kin.q_min, self.kin.q_max)
-            self.qd[outside] = 0.0
-            joint = int(np.flatnonzero(outside)[0])
-            self._protective_stop(f"joint {joint} reached its position limit")
+        lo, hi = self._q_min_list, self._q_max_list
+        for j in range(6):
+            if not lo[j] <= q[j] <= hi[j]:
+                q[j] = min(max(q[j], lo[j]), hi[j])
+                qd[j] = 0.0
+                self._protective_stop(f"joint {j} reached its position limit")
 
     def _sync(self) -> None:
         if self._clock is None:
@@ -159,6 +176,7 @@ class SimUR5(RobotDriver):
             return False
         self._mode = "servo"
         self._q_target = q_cmd
+        self._q_target_list = q_cmd.tolist()
         self._target_pose = pose.copy()
         self._tau = max(lookahead_time * _REFERENCE_GAIN / gain, 2.0 * self._h)
         return True

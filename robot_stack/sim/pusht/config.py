@@ -134,16 +134,12 @@ class SceneConfig:
     def base_to_table(self, xy: np.ndarray) -> np.ndarray:
         """Map robot-base xy (..., 2) to table-frame xy."""
         c, s = math.cos(self.table_yaw), math.sin(self.table_yaw)
-        d = np.asarray(xy, dtype=np.float64) - np.asarray(self.table_center)
-        return np.stack([c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1]], axis=-1)
+        return (np.asarray(xy, dtype=np.float64) - np.asarray(self.table_center)) @ np.array([[c, -s], [s, c]])
 
     def table_to_base(self, xy: np.ndarray) -> np.ndarray:
         """Map table-frame xy (..., 2) to robot-base xy."""
         c, s = math.cos(self.table_yaw), math.sin(self.table_yaw)
-        p = np.asarray(xy, dtype=np.float64)
-        return np.stack([c * p[..., 0] - s * p[..., 1], s * p[..., 0] + c * p[..., 1]], axis=-1) + np.asarray(
-            self.table_center
-        )
+        return np.asarray(xy, dtype=np.float64) @ np.array([[c, s], [-s, c]]) + np.asarray(self.table_center)
 
     @property
     def push_z(self) -> float:

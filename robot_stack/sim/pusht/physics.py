@@ -125,7 +125,7 @@ class PushTPhysics:
         c, s = math.cos(body.angle), math.sin(body.angle)
         perp = self._footprint @ np.array([[-s, c], [-c, -s]])  # z x r for each element, table frame
         vel = v + w * perp
-        speed = np.linalg.norm(vel, axis=1)
+        speed = np.sqrt(np.einsum("ij,ij->i", vel, vel))
         cut = np.minimum(speed, self._friction_decel * dt) / np.maximum(speed, 1e-12)
         dv = -vel * cut[:, None]
         body.velocity = tuple(v + dv.mean(axis=0))
