@@ -67,7 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"policy step rate in Hz = the dataset's recording rate (default: the checkpoint's, "
                         f"else {DEFAULT_FREQUENCY:g})")
     parser.add_argument("--steps-per-inference", type=_positive_int,
-                        help="actions executed per chunk before re-planning (default: the whole chunk)")
+                        help="actions executed per chunk before re-planning (default: the checkpoint's "
+                             "steps_per_inference, else the whole chunk)")
     parser.add_argument("--inference-timeout", type=float, default=1.0,
                         help="seconds before an unanswered request is abandoned (default 1)")
     parser.add_argument("--out", type=Path, help="dataset folder for the recordings (default runs/eval/<rig>-<time>)")
@@ -198,8 +199,9 @@ def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> 
         executor_config = ExecutorConfig(dt=dt, steps_per_inference=args.steps_per_inference,
                                          action_delay_steps=_action_delay_steps(info, args.checkpoint or endpoint))
         rollout_config = RolloutConfig(max_duration=max_duration, inference_timeout=args.inference_timeout)
-        log.info("policy: observes %s, %d-step history, chunks of %d actions; dt %.3f s, actions %d steps after "
-                 "their observation", sorted(info.obs_shapes), info.n_obs_steps, info.n_action_steps, dt,
+        log.info("policy: observes %s, %d-step history, chunks of %d actions (%s executed per chunk); dt %.3f s, "
+                 "actions %d steps after their observation", sorted(info.obs_shapes), info.n_obs_steps,
+                 info.n_action_steps, args.steps_per_inference or info.steps_per_inference or "all", dt,
                  executor_config.action_delay_steps)
 
         dataset = None

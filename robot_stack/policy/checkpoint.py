@@ -27,6 +27,7 @@ saving never replaces a good checkpoint with a truncated one.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -157,19 +158,23 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", use_ema: b
     return policy.to(device).eval()
 
 
-def export_for_inference(src: str | Path, dst: str | Path) -> Path:
+def export_for_inference(src: str | Path, dst: str | Path, steps_per_inference: int | None = None) -> Path:
     """Write a checkpoint holding only what inference needs: the config and one set of weights (the EMA
     weights when trained with EMA) stored as ``model``, plus the step/epoch/losses for provenance.
 
     A third to a half the size of a training checkpoint; ``load_policy`` reads it like any other.
+    ``steps_per_inference`` sets how the exported policy is run by default (``PolicyConfig``); the
+    weights are unchanged.
     """
     payload = load_checkpoint(src)
+    cfg = task_config_from_dict(payload["config"])
+    if steps_per_inference is not None:
+        cfg.policy = dataclasses.replace(cfg.policy, steps_per_inference=steps_per_inference)  # validated
     states = payload["state_dicts"]
     weights = states.get("ema_model", states["model"])
     kept = {k: payload["train_state"][k] for k in ("global_step", "epoch", "train_loss", "val_loss", "scene_seeds", "eval_history")
             if k in payload["train_state"]}
-    return save_checkpoint(dst, task_config_from_dict(payload["config"]), {"model": weights}, kept,
-                           payload.get("convention"))
+    return save_checkpoint(dst, cfg, {"model": weights}, kept, payload.get("convention"))
 
 
 def load_state_dict_checked(policy: DiffusionPolicy, state: dict[str, torch.Tensor], source: str) -> None:
@@ -189,17 +194,22 @@ def load_state_dict_checked(policy: DiffusionPolicy, state: dict[str, torch.Tens
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m robot_stack.policy.checkpoint SRC DST``: export SRC for inference only (see above)."""
+    """``python -m robot_stack.policy.checkpoint SRC DST [--steps-per-inference N]``: export SRC for
+    inference only (see above); exit code 2 with one line on a bad input."""
     import argparse
+    import sys
 
     parser = argparse.ArgumentParser(description=export_for_inference.__doc__.split("\n")[0])
     parser.add_argument("src", type=Path, help="a checkpoint from `robot-stack train`")
     parser.add_argument("dst", type=Path, help="where to write the inference-only checkpoint")
+    parser.add_argument("--steps-per-inference", type=int,
+                        help="actions per chunk the policy executes by default when deployed")
     args = parser.parse_args(argv)
     try:
-        out = export_for_inference(args.src, args.dst)
+        out = export_for_inference(args.src, args.dst, args.steps_per_inference)
     except ConfigError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -11,6 +11,7 @@ A task config is one YAML file with three sections, each parsed into a validated
       horizon: 16
       n_obs_steps: 2
       n_action_steps: 8
+      steps_per_inference: null   # actions executed per chunk when deployed (null: all n_action_steps)
       model: unet                 # unet | transformer
       vision: {...}               # VisionConfig
       unet: {...}                 # UnetConfig (used when model: unet)
@@ -166,6 +167,9 @@ class PolicyConfig:
     horizon: int = 16
     n_obs_steps: int = 2
     n_action_steps: int = 8
+    # How the policy is meant to be run: actions of each chunk executed before re-planning (eval/serve
+    # default; ``--steps-per-inference`` overrides). None: the whole chunk. Does not change training.
+    steps_per_inference: int | None = None
     model: Literal["unet", "transformer"] = "unet"
     vision: VisionConfig = field(default_factory=VisionConfig)
     unet: UnetConfig = field(default_factory=UnetConfig)
@@ -195,6 +199,9 @@ class PolicyConfig:
             )
         if self.n_obs_steps < 1 or self.n_action_steps < 1:
             raise ConfigError("n_obs_steps and n_action_steps must be >= 1")
+        if self.steps_per_inference is not None and not 1 <= self.steps_per_inference <= self.n_action_steps:
+            raise ConfigError(f"steps_per_inference: must be in [1, n_action_steps={self.n_action_steps}] or null, "
+                              f"got {self.steps_per_inference}")
         if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
             raise ConfigError(
                 f"horizon ({self.horizon}) must be >= n_obs_steps - 1 + n_action_steps "

@@ -3,6 +3,7 @@
 Interface (what the policy server relies on)::
 
     policy.n_obs_steps, policy.n_action_steps, policy.horizon, policy.action_dim
+    policy.steps_per_inference  # actions per chunk to execute when deployed (None: all), from the config
     policy.obs_shapes   # {"camera_0": (3, H, W), "robot_eef_pose": (D,), ...} per observation step
     policy.predict_action(obs_dict) -> {"action": (B, n_action_steps, Da), "action_pred": (B, horizon, Da)}
 
@@ -40,6 +41,7 @@ class DiffusionPolicy(nn.Module):
         self.horizon = cfg.horizon
         self.n_obs_steps = cfg.n_obs_steps
         self.n_action_steps = cfg.n_action_steps
+        self.steps_per_inference = cfg.steps_per_inference
         self.action_dim = cfg.action_dim
         self.obs_shapes: dict[str, tuple[int, ...]] = {k: (3, *cfg.image_size) for k in cfg.camera_keys}
         self.obs_shapes.update({f.key: (f.dims,) for f in cfg.low_dim})

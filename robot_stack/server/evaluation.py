@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -214,8 +214,11 @@ class _Episode:
         base = np.array(self.robot.get_state()["actual_tcp_pose"], dtype=np.float64)
         if self.config.base_z is not None:
             base[2] = self.config.base_z
+        executor_config = self.executor_config
+        if executor_config.steps_per_inference is None:  # not chosen by the caller: the policy's own
+            executor_config = replace(executor_config, steps_per_inference=self.info.steps_per_inference)
         self.executor = RecedingHorizonExecutor(
-            self.robot, self.executor_config, self.info.n_action_steps, self.info.action_dim, base, clock=self.clock
+            self.robot, executor_config, self.info.n_action_steps, self.info.action_dim, base, clock=self.clock
         )
         self.t_start = self.next_step = self.next_preview = self.clock()
         if self.recorder is not None:

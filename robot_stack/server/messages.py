@@ -70,6 +70,7 @@ KIND_SCHEMAS: dict[str, KindSchema] = {
             "obs_shapes": (dict,),
             "dt": (float, type(None)),
             "action_delay_steps": (int, type(None)),
+            "steps_per_inference": (int, type(None)),
         }
     ),
     "infer": KindSchema(meta={"t_obs": (float,)}, arrays=None),

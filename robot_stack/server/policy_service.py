@@ -18,7 +18,8 @@ from robot_stack.server.messages import MessageError
 
 
 class Policy(Protocol):
-    """The interface the server needs from a policy (``robot_stack.policy.DiffusionPolicy`` has it)."""
+    """The interface the server needs from a policy (``robot_stack.policy.DiffusionPolicy`` has it; its
+    optional ``steps_per_inference`` attribute is the actions per chunk it is meant to execute)."""
 
     n_obs_steps: int
     n_action_steps: int
@@ -37,6 +38,8 @@ class PolicyInfo:
     (the leading ``D`` columns are used). ``dt`` is the control period the policy was trained at and
     ``action_delay_steps`` the timing convention of its actions (action ``k`` of a chunk is meant for
     ``t_obs + (k + action_delay_steps) * dt``), when known (``robot_stack.data.timing_convention``).
+    ``steps_per_inference`` is how many actions of each chunk it is meant to execute before re-planning
+    (None: the whole chunk), the executor's default.
     """
 
     n_obs_steps: int
@@ -46,6 +49,7 @@ class PolicyInfo:
     obs_shapes: dict[str, tuple[int, ...]]
     dt: float | None = None
     action_delay_steps: int | None = None
+    steps_per_inference: int | None = None
 
     @classmethod
     def of(cls, policy: Policy, dt: float | None = None, action_delay_steps: int | None = None) -> "PolicyInfo":
@@ -58,6 +62,8 @@ class PolicyInfo:
             obs_shapes={str(k): tuple(int(d) for d in v) for k, v in policy.obs_shapes.items()},
             dt=dt,
             action_delay_steps=action_delay_steps,
+            # optional in the interface: a policy without it runs whole chunks
+            steps_per_inference=getattr(policy, "steps_per_inference", None),
         )
 
     def to_meta(self) -> dict[str, Any]:
@@ -70,6 +76,7 @@ class PolicyInfo:
             "obs_shapes": {k: list(v) for k, v in self.obs_shapes.items()},
             "dt": self.dt,
             "action_delay_steps": self.action_delay_steps,
+            "steps_per_inference": self.steps_per_inference,
         }
 
     @classmethod
@@ -94,8 +101,11 @@ class PolicyInfo:
         delay = meta["action_delay_steps"]
         if delay is not None and not 0 <= delay <= 100:
             raise MessageError("bad_meta", f"info action_delay_steps must be in [0, 100], got {delay}")
+        steps = meta["steps_per_inference"]
+        if steps is not None and not 1 <= steps <= meta["n_action_steps"]:
+            raise MessageError("bad_meta", f"info steps_per_inference must be in [1, n_action_steps], got {steps}")
         return cls(meta["n_obs_steps"], meta["n_action_steps"], meta["horizon"], meta["action_dim"], parsed,
-                   None if dt is None else float(dt), delay)
+                   None if dt is None else float(dt), delay, steps)
 
     def check_observation(self, obs: Mapping[str, np.ndarray]) -> None:
         """Raise ``MessageError('bad_observation')`` unless ``obs`` has exactly this policy's keys and shapes.

@@ -209,6 +209,8 @@ def test_transformer_causal_masks(tiny_config) -> None:
     [
         ({"horizon": 10}, "divisible by 4"),
         ({"n_action_steps": 16}, "horizon"),
+        ({"steps_per_inference": 9}, "steps_per_inference"),
+        ({"steps_per_inference": 0}, "steps_per_inference"),
         ({"vision": {"crop_size": [40, 40]}}, "larger than image_size"),
         ({"action": []}, "action"),
         ({"unet": {"down_dims": [30, 64]}}, "n_groups"),

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from robot_stack.config import ConfigError
 from robot_stack.policy.checkpoint import export_for_inference, load_checkpoint, load_policy
+from robot_stack.policy.checkpoint import main as checkpoint_main
 from robot_stack.policy.config import load_task_config, merge_dicts
 from robot_stack.policy.trainer import LATEST, Trainer, lr_at, resolve_device
 
@@ -73,6 +74,17 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path: Path, tiny_
     assert list(torch.load(exported, weights_only=True)["state_dicts"]) == ["model"]
     slim = load_policy(exported).predict_action(batch["obs"], generator=torch.Generator().manual_seed(7))
     assert torch.equal(slim["action_pred"], expected["action_pred"])
+    assert load_policy(exported).steps_per_inference is None  # the config's: the whole chunk
+
+    # How the exported policy is run by default can be set; the weights stay the same, a bad value is refused.
+    assert checkpoint_main([str(out / LATEST), str(tmp_path / "spi4.ckpt"), "--steps-per-inference", "4"]) is None
+    four = load_policy(tmp_path / "spi4.ckpt")
+    assert four.steps_per_inference == 4
+    assert torch.equal(four.predict_action(batch["obs"], generator=torch.Generator().manual_seed(7))["action_pred"],
+                       expected["action_pred"])
+    with pytest.raises(SystemExit) as exit_info:
+        checkpoint_main([str(out / LATEST), str(tmp_path / "spi9.ckpt"), "--steps-per-inference", "9"])
+    assert exit_info.value.code == 2 and not (tmp_path / "spi9.ckpt").exists()
 
 
 def interrupt_at_call(trainer: Trainer, n: int, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 the JSON, deterministic per seed whichever worker runs it; the simulated policy latency is honoured."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -63,3 +64,16 @@ def test_lockstep_eval_refuses_what_it_cannot_run(sim_rig, tiny_checkpoint, caps
     assert "runs simulated Push-T rigs only" in capsys.readouterr().err
     assert main(["eval", "--rig", str(sim_rig()), "--remote", "tcp://127.0.0.1:9", "--lockstep"]) == 2
     assert "give --checkpoint, not --remote" in capsys.readouterr().err
+
+
+def test_the_checkpoints_steps_per_inference_is_the_default_and_a_caller_overrides_it(sim_rig, tiny_checkpoint,
+                                                                                       tmp_path):
+    from robot_stack.policy.checkpoint import export_for_inference
+
+    every_two = export_for_inference(tiny_checkpoint, tmp_path / "spi2.ckpt", steps_per_inference=2)
+    default = LockstepEvaluator(_config(sim_rig(), every_two)).episode(3)
+    whole = LockstepEvaluator(replace(_config(sim_rig(), every_two),
+                                      executor=ExecutorConfig(dt=0.1, action_delay_steps=2, steps_per_inference=8))
+                              ).episode(3)
+    # 2 s of 0.1 s steps: a new chunk about every 2 steps by default, every 8 when the caller says so
+    assert default.rollout.execution.chunks >= 8 and whole.rollout.execution.chunks <= 4

@@ -7,8 +7,8 @@ import pytest
 from server_fakes import FakeDelayPolicy, raw_exchange
 
 from robot_stack.config import ConfigError
-from robot_stack.server.messages import Message, encode
-from robot_stack.server.policy_service import PolicyService
+from robot_stack.server.messages import Message, MessageError, encode
+from robot_stack.server.policy_service import PolicyInfo, PolicyService
 from robot_stack.server.transport import PolicyClient, PolicyServer, PolicyTimeout, RemoteError, normalize_endpoint
 
 
@@ -24,11 +24,22 @@ def test_info_and_infer_round_trip(serve):
         info = client.info()
         assert (info.n_obs_steps, info.n_action_steps, info.action_dim, info.dt) == (2, 8, 2, 0.1)
         assert info.obs_shapes == {"robot_eef_pose": (2,), "camera_0": (3, 16, 16)}
+        assert info.steps_per_inference is None  # the fake policy does not say: whole chunks
         chunk = client.infer(_obs(), t_obs=100.0)
     assert chunk.actions.shape == (8, 2)
     np.testing.assert_allclose(chunk.actions[:, 0], 0.4 + 0.001 * np.arange(8))
     assert chunk.t_obs == 100.0 and chunk.t_sent <= chunk.t_received
     assert srv.server.stats.served == 2
+
+
+def test_the_policys_steps_per_inference_travels_in_info_and_is_range_checked(serve):
+    policy = FakeDelayPolicy()
+    policy.steps_per_inference = 3
+    with PolicyClient(serve(policy).endpoint) as client:
+        info = client.info()
+    assert info.steps_per_inference == 3
+    with pytest.raises(MessageError, match="bad_meta.*steps_per_inference"):
+        PolicyInfo.from_meta({**info.to_meta(), "steps_per_inference": 9})  # more than the 8-action chunk
 
 
 def test_unauthenticated_requests_rejected_logged_and_server_keeps_serving(serve, caplog):
@@ -58,7 +69,8 @@ def test_unauthenticated_requests_rejected_logged_and_server_keeps_serving(serve
                         arrays={"robot_eef_pose": np.zeros((2, 6)), "camera_0": np.zeros((2, 3, 8, 8), np.float32)})),
          "bad_observation"),
         (encode(Message("info", 9, meta={"n_obs_steps": 1, "n_action_steps": 1, "horizon": 1, "action_dim": 1,
-                                         "obs_shapes": {}, "dt": None, "action_delay_steps": None})), "bad_kind"),
+                                         "obs_shapes": {}, "dt": None, "action_delay_steps": None,
+                                         "steps_per_inference": None})), "bad_kind"),
     ],
 )
 def test_malformed_messages_get_error_reply_and_server_keeps_serving(serve, caplog, frames, code):
