@@ -243,6 +243,7 @@ class TrainingConfig:
     max_train_episodes: int | None = None
     val_every_epochs: int = 1
     checkpoint_every_epochs: int = 10
+    log_every_steps: int = 10  # metrics.jsonl / TensorBoard: one training line per this many steps
     top_k: int = 5
     num_workers: int = 4
     seed: int = 42
@@ -263,8 +264,10 @@ class TrainingConfig:
             raise ConfigError(f"val_ratio: must be in [0, 1), got {self.val_ratio}")
         if not 0.0 < self.ema_max_decay < 1.0 or self.ema_power <= 0:
             raise ConfigError("ema_max_decay must be in (0, 1) and ema_power > 0")
-        if min(self.val_every_epochs, self.checkpoint_every_epochs, self.top_k) < 1 or self.num_workers < 0:
-            raise ConfigError("val_every_epochs, checkpoint_every_epochs and top_k must be >= 1, num_workers >= 0")
+        if min(self.val_every_epochs, self.checkpoint_every_epochs, self.top_k, self.log_every_steps) < 1 or \
+                self.num_workers < 0:
+            raise ConfigError("val_every_epochs, checkpoint_every_epochs, log_every_steps and top_k must be >= 1, "
+                              "num_workers >= 0")
 
 
 @dataclass

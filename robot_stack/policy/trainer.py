@@ -7,6 +7,8 @@ Output folder::
                                                       by train loss when there is no validation split)
     OUT/epoch=0040-step=0005480-success=0.900.ckpt    with a rollout ``evaluator``: the ``top_k`` best by
                                                       success rate instead (ties: the later one)
+    OUT/metrics.jsonl, OUT/tensorboard/               losses, learning rate, gradient norm, samples/s and
+                                                      rollout success rate (``robot_stack.policy.metrics``)
 
 Rollout evaluation (like the original's env runner): given ``evaluator(policy, timing) -> success rate``
 (``timing``: the dataset's ``TimingConvention``, which the rollouts must execute actions with) and
@@ -30,6 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -46,6 +49,7 @@ from robot_stack.policy.config import TaskConfig, task_config_from_dict
 from robot_stack.policy.dataset import SequenceDataset, load_replay_data, split_episodes
 from robot_stack.policy.diffusion_policy import DiffusionPolicy
 from robot_stack.policy.ema import EMA
+from robot_stack.policy.metrics import MetricsLog
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +163,8 @@ class Trainer:
         self.epoch = 0
         self.best: list[tuple[float, str]] = []
         self.val_loss: float | None = None
+        self.metrics: MetricsLog | None = None
+        self._resumed = resume_payload is not None
         if resume_payload is not None:
             self._restore(resume_payload)
 
@@ -178,6 +184,8 @@ class Trainer:
         train_loss = float("nan")
         bar = tqdm(total=self.total_steps, initial=min(self.global_step, self.total_steps), desc="train",
                    unit="step", disable=not self.show_progress, dynamic_ncols=True)
+        self.metrics = MetricsLog(self.out_dir, resume_step=self.global_step if self._resumed else None)
+        self._window = _Window()
         try:
             while self.epoch < t.num_epochs and self.global_step < self.total_steps:
                 train_loss, complete = self._train_epoch(bar)
@@ -186,6 +194,7 @@ class Trainer:
                 last = self.epoch >= t.num_epochs or self.global_step >= self.total_steps
                 if self.val_set is not None and (self.epoch % t.val_every_epochs == 0 or last):
                     self.val_loss = self.validate()
+                    self.metrics.log(self.global_step, {"val/loss": self.val_loss})
                 log.info("epoch %d step %d: train loss %.5f, val loss %s", self.epoch, self.global_step, train_loss,
                          "n/a" if self.val_loss is None else f"{self.val_loss:.5f}")
                 evaluated = self.evaluator is not None and (self.epoch % self.eval_every == 0 or last)
@@ -201,6 +210,7 @@ class Trainer:
             raise
         finally:
             bar.close()
+            self.metrics.close()
         return TrainResult(self.global_step, self.epoch, train_loss, self.val_loss, list(self.best))
 
     def _train_epoch(self, bar: tqdm) -> tuple[float, bool]:
@@ -221,13 +231,18 @@ class Trainer:
                 raise RuntimeError(f"training diverged at step {self.global_step}: loss is {loss.item()}; lower training.lr")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if t.grad_clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), t.grad_clip_norm)
+            if t.grad_clip_norm is not None:  # the norm before clipping, as logged
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), t.grad_clip_norm)
+            else:
+                grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.policy.parameters() if p.grad is not None])
             self.optimizer.step()
             if self.ema is not None:
                 self.ema.update(self.policy)
             self.global_step += 1
             losses.append(loss.item())
+            self._window.add(losses[-1], float(grad_norm), len(batch["action"]))
+            if self.global_step % t.log_every_steps == 0:
+                self.metrics.log(self.global_step, {**self._window.flush(), "train/lr": lr, "train/epoch": self.epoch})
             bar.update(1)
             bar.set_postfix(epoch=self.epoch, loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}")
         return (float(np.mean(losses)) if losses else float("nan")), complete
@@ -243,6 +258,7 @@ class Trainer:
             torch.set_rng_state(rng)
             model.train(was_training)
         self.eval_history.append((self.global_step, rate))
+        self.metrics.log(self.global_step, {"eval/success_rate": rate})
         log.info("epoch %d step %d: rollout success rate %.3f", self.epoch, self.global_step, rate)
 
     @torch.no_grad()
@@ -336,6 +352,31 @@ class Trainer:
         if self.device.type == "cuda" and ts["cuda_rng"].numel():
             torch.cuda.set_rng_state(ts["cuda_rng"], self.device)
         log.info("resumed %s at epoch %d, step %d", self.out_dir / LATEST, self.epoch, self.global_step)
+
+
+class _Window:
+    """Training scalars since the last log line: mean loss and gradient norm, samples per second."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._start = time.perf_counter()
+        self._losses: list[float] = []
+        self._norms: list[float] = []
+        self._samples = 0
+
+    def add(self, loss: float, grad_norm: float, samples: int) -> None:
+        self._losses.append(loss)
+        self._norms.append(grad_norm)
+        self._samples += samples
+
+    def flush(self) -> dict[str, float]:
+        now = time.perf_counter()
+        out = {"train/loss": float(np.mean(self._losses)), "train/grad_norm": float(np.mean(self._norms)),
+               "train/samples_per_s": self._samples / max(now - self._start, 1e-9)}
+        self._reset()
+        return out
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

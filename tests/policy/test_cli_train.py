@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -69,3 +70,44 @@ def test_user_errors_are_reported_without_traceback(tmp_path: Path, line_dataset
     assert "pass --resume" in capsys.readouterr().err
     assert main([*base, "--resume", "--seed", "5"]) == 2
     assert "cannot change" in capsys.readouterr().err
+
+
+def test_training_writes_metrics_tensorboard_and_a_report(tmp_path: Path, line_dataset: Path, tiny_overrides_for,
+                                                          capsys) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from robot_stack.policy.metrics import read_metrics
+
+    config = write_task_yaml(tmp_path / "tiny.yaml", tiny_overrides_for)
+    data = yaml.safe_load(config.read_text())
+    data["training"]["log_every_steps"] = 2
+    config.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    args = ["train", "--dataset", str(line_dataset), "--out", str(out), "--device", "cpu", "--no-progress"]
+    assert main([*args, "--config", str(config), "--epochs", "2"]) == 0  # 4 steps per epoch
+    assert main([*args, "--resume", "--epochs", "3"]) == 0
+    capsys.readouterr()
+
+    metrics = read_metrics(out)
+    assert [s for s, _ in metrics["train/loss"]] == [2, 4, 6, 8, 10, 12]  # one line per 2 steps, resume continues
+    assert all(v > 0 for _, v in metrics["train/loss"] + metrics["train/grad_norm"] + metrics["train/samples_per_s"])
+    assert [s for s, _ in metrics["val/loss"]] == [4, 8, 12]  # every epoch
+    lrs = [v for _, v in metrics["train/lr"]]
+    assert lrs[0] > 0 and lrs[-1] < max(lrs)  # warmup then cosine decay
+
+    events = EventAccumulator(str(out / "tensorboard")).Reload()
+    assert {"train/loss", "train/lr", "train/grad_norm", "val/loss"} <= set(events.Tags()["scalars"])
+    tb_loss = {e.step: e.value for e in events.Scalars("train/loss")}
+    assert sorted(tb_loss) == [2, 4, 6, 8, 10, 12]
+    assert tb_loss[12] == pytest.approx(metrics["train/loss"][-1][1], rel=1e-6)
+
+    assert main(["report", str(out)]) == 0
+    png = out / "report.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert "train/loss" in capsys.readouterr().out
+
+
+def test_report_names_a_folder_without_metrics(tmp_path: Path, capsys) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "metrics.jsonl" in err and str(tmp_path) in err and len(err.strip().splitlines()) == 1
