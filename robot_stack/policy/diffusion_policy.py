@@ -6,6 +6,7 @@ Interface (what the policy server relies on)::
     policy.steps_per_inference  # actions per chunk to execute when deployed (None: all), from the config
     policy.obs_shapes   # {"camera_0": (3, H, W), "robot_eef_pose": (D,), ...} per observation step
     policy.predict_action(obs_dict) -> {"action": (B, n_action_steps, Da), "action_pred": (B, horizon, Da)}
+    policy.predict_action(obs_dict, planned=(B, K, Da), committed_steps=F)  # inpainted: continues a plan
 
 ``obs_dict`` holds, for every key of ``obs_shapes``, a tensor (B, n_obs_steps, *shape), oldest step
 first: camera images float in [0, 1], RGB, channels first, already resized to the configured
@@ -93,25 +94,70 @@ class DiffusionPolicy(nn.Module):
     # ---- inference ----
     @torch.no_grad()
     def predict_action(
-        self, obs_dict: Mapping[str, torch.Tensor | np.ndarray], generator: torch.Generator | None = None
+        self, obs_dict: Mapping[str, torch.Tensor | np.ndarray], generator: torch.Generator | None = None,
+        planned: torch.Tensor | np.ndarray | None = None, committed_steps: int | None = None,
     ) -> dict[str, torch.Tensor]:
         """Sample action sequences for a batch of observations (see the module docstring for shapes).
 
-        Raises ``ValueError`` for missing keys, wrong shapes, images outside [0, 1] or non-finite values,
-        and ``RuntimeError`` if the network produces non-finite actions.
+        ``planned`` (B, K, Da), raw actions: what the previous chunk plans for this chunk's first K steps,
+        of which the first ``committed_steps`` (default all K) are committed — the robot executes them while
+        this inference runs. The sample is then inpainted (guided toward the plan): after every denoising
+        step, the noisy sample's planned positions are pulled to the planned actions noised to that step's
+        level, fully for committed steps, with weights falling linearly toward 0 over the rest, so the new
+        chunk continues the old one instead of jumping. The returned chunk's committed actions equal the
+        plan's. ``None`` (or K = 0): plain sampling, identical to a call without it.
+
+        Raises ``ValueError`` for missing keys, wrong shapes, images outside [0, 1] or non-finite values
+        (observations or committed actions), and ``RuntimeError`` if the network produces non-finite actions.
         """
         obs = self._check_obs(obs_dict)
         cond = self._encode(obs)
         b = next(iter(obs.values())).shape[0]
+        inpaint = self._inpainting(planned, committed_steps, b)
         x = torch.randn((b, self.horizon, self.action_dim), generator=generator, device=self.device)
-        for t in self.sampler.timesteps:
+        timesteps = self.sampler.timesteps
+        for i, t in enumerate(timesteps):
             out = self.model(x, t.to(self.device), cond)
             x = self.sampler.step(out, t, x, generator=generator).prev_sample
+            if inpaint is not None:
+                target, mask = inpaint
+                if i + 1 < len(timesteps):  # x is now at the next step's noise level: noise the target to it
+                    noise = torch.randn(target.shape, generator=generator, device=self.device)
+                    target = self.sampler.add_noise(target, noise, timesteps[i + 1 : i + 2])
+                x = mask * target + (1.0 - mask) * x
         action_pred = self.normalizer.unnormalize("action", x)
         if not torch.isfinite(action_pred).all():
             raise RuntimeError("policy produced non-finite actions (NaN/inf); the checkpoint may be corrupt")
         start = self.n_obs_steps - 1
         return {"action": action_pred[:, start : start + self.n_action_steps], "action_pred": action_pred}
+
+    def _inpainting(self, planned: torch.Tensor | np.ndarray | None, committed_steps: int | None,
+                    batch: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(normalized plan over the horizon, per-position weight (1, horizon, 1)); None without a plan."""
+        if planned is None:
+            return None
+        planned = torch.as_tensor(planned, device=self.device, dtype=torch.float32)
+        start = self.n_obs_steps - 1
+        room = self.horizon - start  # positions from the current step to the end of the horizon
+        if planned.ndim != 3 or planned.shape[0] != batch or planned.shape[2] != self.action_dim or \
+                planned.shape[1] > room:
+            raise ValueError(f"planned actions must have shape ({batch}, K <= {room}, {self.action_dim}), "
+                             f"got {tuple(planned.shape)}")
+        if not torch.isfinite(planned).all():
+            raise ValueError("planned actions hold NaN/inf")
+        k = planned.shape[1]
+        fixed = k if committed_steps is None else committed_steps
+        if not 0 <= fixed <= k:
+            raise ValueError(f"committed_steps must be in [0, {k}] (the planned steps), got {committed_steps}")
+        if k == 0:
+            return None
+        target = torch.zeros((batch, self.horizon, self.action_dim), device=self.device)
+        target[:, start : start + k] = self.normalizer.normalize("action", planned)
+        weight = torch.zeros(self.horizon, device=self.device)
+        weight[start : start + fixed] = 1.0
+        free = k - fixed  # planned but not committed: weights 1 - j / (free + 1), j = 1..free
+        weight[start + fixed : start + k] = 1.0 - torch.arange(1, free + 1, device=self.device) / (free + 1)
+        return target, weight.reshape(1, -1, 1)
 
     def _encode(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Normalize and encode the first ``n_obs_steps`` of each key into the network's condition."""

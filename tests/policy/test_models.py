@@ -240,3 +240,40 @@ def test_builtin_task_configs() -> None:
     gripper = load_task_config("sauce", {"policy": {"action": [{"key": "action", "dims": 6}, {"key": "gripper", "dims": 1}]}})
     assert gripper.policy.action_dim == 7
     assert np.isclose(load_task_config("push_t").training.lr, 1e-4)
+
+
+@pytest.mark.parametrize("sampler, steps", [("ddim", 8), ("ddpm", 100)])
+def test_inpainting_keeps_the_committed_actions_and_is_plain_sampling_without_a_plan(sampler, steps, tiny_config):
+    policy = DiffusionPolicy(tiny_config(cameras=[]).policy).eval()
+    xy = np.random.default_rng(0).uniform([0.2, -0.25], [0.7, 0.25], size=(64, 2))
+    policy.fit_normalizer({"robot_eef_pose": xy}, xy)  # raw actions differ from normalized ones
+    policy.configure_inference(sampler, steps)
+    obs = obs_batch(policy, batch=2)
+
+    def sample(**kw):
+        return policy.predict_action(obs, generator=torch.Generator().manual_seed(7), **kw)["action"]
+
+    plain = sample()
+    assert torch.equal(sample(planned=None), plain)
+    assert torch.equal(sample(planned=torch.zeros(2, 0, 2)), plain)  # nothing planned
+
+    planned = torch.tensor([[0.30, 0.10], [0.31, 0.11], [0.32, 0.12], [0.33, 0.13], [0.34, 0.14]]).repeat(2, 1, 1)
+    guided = sample(planned=planned, committed_steps=3)
+    torch.testing.assert_close(guided[:, :3], planned[:, :3], atol=1e-5, rtol=0)  # committed: kept exactly
+    assert torch.isfinite(guided).all() and not torch.allclose(guided[:, 3:], plain[:, 3:])
+    torch.testing.assert_close(sample(planned=planned)[:, :5], planned, atol=1e-5, rtol=0)  # all committed
+
+
+def test_inpainting_refuses_malformed_plans(tiny_config):
+    policy = DiffusionPolicy(tiny_config(cameras=[]).policy).eval()
+    obs = obs_batch(policy, batch=2)
+    room = policy.horizon - policy.n_obs_steps + 1
+    for planned, committed, message in [
+        (torch.zeros(1, 3, 2), None, "shape"),  # batch of 1 for 2 observations
+        (torch.zeros(2, 3, 3), None, "shape"),  # 3-D actions for a 2-D policy
+        (torch.zeros(2, room + 1, 2), None, "shape"),  # beyond the horizon
+        (torch.full((2, 3, 2), float("nan")), None, "NaN"),
+        (torch.zeros(2, 3, 2), 4, "committed_steps"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            policy.predict_action(obs, planned=planned, committed_steps=committed)
