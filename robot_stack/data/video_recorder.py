@@ -42,7 +42,7 @@ from typing import Optional
 import av
 import numpy as np
 
-from robot_stack.runtime import SharedMemoryRingBuffer, StaleDataError, now
+from robot_stack.runtime import SharedMemoryRingBuffer, StaleDataError, now, set_priority
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,14 @@ PARTIAL_SUFFIX = ".partial"
 DEFAULT_CRF = 21  # visually near-lossless for policy inputs at a few Mbit/s (640x480@30)
 DEFAULT_PRESET = "veryfast"  # ~3 ms/frame at 640x480 on one core; slower presets only shrink files
 _FALLBACK_BIT_RATE = 8_000_000
+
+
+def encoder_threads(width: int, height: int) -> int:
+    """Threads one H.264 encoder may use: 1 up to 640x480 (frame threading only adds overhead and competes
+    with the control path there), else half the cores, at most 4: an encoding budget, not the whole machine."""
+    if width * height <= 640 * 480:
+        return 1
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
 class VideoRecordingError(RuntimeError):
@@ -128,7 +136,7 @@ class VideoWriter:
             self._stream.width, self._stream.height = width, height
             self._stream.pix_fmt = "yuv420p"
             if self.codec == "libx264":
-                self._stream.options = {"crf": str(crf), "preset": preset}
+                self._stream.options = {"crf": str(crf), "preset": preset, "threads": str(encoder_threads(width, height))}
             else:
                 self._stream.bit_rate = _FALLBACK_BIT_RATE
         except BaseException:
@@ -290,6 +298,9 @@ class VideoRecorder:
         # after the recorder was created, and it must become the reference rather than count as lost.
         last_ts = self._baseline_ts
         try:
+            # Lowest priority, for this thread and the encoder threads it starts (the codec opens on the first
+            # frame, here): encoding may fall behind, the control path and the policy must not.
+            set_priority("background", f"video recorder {self.path.name}")
             while True:
                 stopping = self._stop.is_set()
                 records = self.buffer.get_since(last_ts)

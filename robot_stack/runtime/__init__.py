@@ -3,6 +3,7 @@
 from robot_stack.runtime.align import interpolate_poses, nearest_indices
 from robot_stack.runtime.device_process import DeviceProcess, ProcessFailed
 from robot_stack.runtime.ring_buffer import SharedMemoryRingBuffer, StaleDataError
+from robot_stack.runtime.scheduling import set_priority
 from robot_stack.runtime.shm_queue import QueueFull, SharedMemoryQueue
 from robot_stack.runtime.supervisor import Supervisor
 from robot_stack.runtime.timing import now, precise_sleep, precise_wait
@@ -20,4 +21,5 @@ __all__ = [
     "now",
     "precise_sleep",
     "precise_wait",
+    "set_priority",
 ]

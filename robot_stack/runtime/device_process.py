@@ -23,6 +23,8 @@ import time
 import traceback
 from typing import TypeVar
 
+from robot_stack.runtime.scheduling import set_priority
+
 _SPAWN = mp.get_context("spawn")
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class DeviceProcess(_SPAWN.Process):  # type: ignore[name-defined,misc]
     """Base class for device processes; subclasses implement ``setup``, ``step`` and ``teardown``."""
 
     startup_timeout = 30.0  # s a supervisor waits for ``setup()``; slow devices (a policy) raise it
+    priority_role = "device"  # ``robot_stack.runtime.scheduling`` role, applied first thing in the child
 
     def __init__(self, name: str):
         # daemon: if the parent exits without stopping us, multiprocessing terminates us at its exit.
@@ -158,6 +161,7 @@ class DeviceProcess(_SPAWN.Process):  # type: ignore[name-defined,misc]
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         failed = False
         try:
+            set_priority(self.priority_role, f"process '{self.name}'")
             self.setup()
             self._ready_event.set()
             while not self.should_stop():

@@ -79,6 +79,7 @@ class PolicyProcess(DeviceProcess):
     """
 
     startup_timeout = 120.0  # loading a checkpoint (torch import, CUDA init) can take a while
+    priority_role = "policy"  # its latency decides how many actions arrive stale
 
     def __init__(self, make_service: Callable[[], PolicyService], endpoint: str | None = None,
                  token: str | None = None, name: str = "policy"):

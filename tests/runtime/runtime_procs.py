@@ -97,3 +97,18 @@ class Idle(DeviceProcess):
             raise ValueError("simulated device crash")
         self.buffer.put({"x": time.monotonic()})
         time.sleep(0.005)
+
+
+class IdleBackground(DeviceProcess):
+    """Sleeps until stopped, at the background priority (lowering is always allowed)."""
+
+    priority_role = "background"
+
+    def step(self) -> None:
+        time.sleep(0.01)
+
+
+class IdleControl(IdleBackground):
+    """Sleeps until stopped, asking for the control loop's priority."""
+
+    priority_role = "control"

@@ -163,6 +163,8 @@ class RobotController(DeviceProcess):
     ``config.driver``.
     """
 
+    priority_role = "control"  # the servo loop: first on the CPU when the machine is busy
+
     def __init__(
         self,
         config: RobotConfig,

@@ -79,6 +79,8 @@ class SimLoopbackProcess(DeviceProcess):
     rig's frequency (500 Hz: e-series, else CB3) unless ``version`` is given.
     """
 
+    priority_role = "control"  # it stands in for the robot's own controller and its real-time RTDE stream
+
     def __init__(
         self,
         config: RobotConfig,

@@ -1,0 +1,74 @@
+"""CPU priorities: each device process (and the video encoder thread) gets its role's nice level, or says
+in one line why it could not."""
+
+import logging
+import os
+import threading
+
+import numpy as np
+import pytest
+from runtime_procs import IdleBackground, IdleControl
+
+from robot_stack.data.video_recorder import VideoRecorder
+from robot_stack.runtime import SharedMemoryRingBuffer, now, scheduling
+from robot_stack.runtime.scheduling import PRIORITIES, set_priority
+
+
+def test_device_processes_get_their_roles_nice_level(no_leaked_segments):
+    with IdleBackground("idle_background") as low, IdleControl("idle_control") as high:
+        assert os.getpriority(os.PRIO_PROCESS, low.pid) == PRIORITIES["background"] == 10
+        expected = PRIORITIES["control"] if _may_raise_priority() else os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, high.pid) == expected
+
+
+def test_a_priority_that_cannot_be_raised_is_kept_and_named_in_one_line(monkeypatch, caplog):
+    def refuse(which, who, value):
+        raise PermissionError("Operation not permitted")
+
+    monkeypatch.setattr(scheduling.os, "setpriority", refuse)
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(level=set_priority("control", "process 'robot'")))
+    worker.start()
+    worker.join()
+    assert result["level"] == os.getpriority(os.PRIO_PROCESS, 0)  # unchanged
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(lines) == 1 and "process 'robot'" in lines[0] and "CAP_SYS_NICE" in lines[0]
+    with pytest.raises(ValueError, match="unknown priority role"):
+        set_priority("urgent", "x")
+
+
+def test_the_video_recorders_encoder_thread_runs_at_background_priority(tmp_path, no_leaked_segments):
+    spec = {"color": ((32, 32, 3), np.uint8), "timestamp": ((), np.float64), "frame_number": ((), np.int64),
+            "dropped_frames": ((), np.int64)}
+    buffer = SharedMemoryRingBuffer.create(spec, 16)
+    try:
+        recorder = VideoRecorder(buffer, tmp_path / "0.mp4", fps=30, t_start=now() - 1.0).start()
+        for i in range(3):
+            buffer.put({"color": np.full((32, 32, 3), 40 * i, np.uint8), "timestamp": now(), "frame_number": i + 1,
+                        "dropped_frames": 0})
+        deadline = now() + 5.0
+        while recorder.frames < 3 and now() < deadline:
+            threading.Event().wait(0.01)
+        (encoder,) = [t for t in threading.enumerate() if t.name == f"video-{tmp_path / '0.mp4'}"]
+        assert os.getpriority(os.PRIO_PROCESS, encoder.native_id) == PRIORITIES["background"]
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) != PRIORITIES["background"]  # only it
+        assert recorder.stop().frames == 3
+    finally:
+        buffer.close()
+
+
+def _may_raise_priority() -> bool:
+    """Whether this process may lower its nice value (CAP_SYS_NICE; root has it), tried in a thread."""
+    result = {}
+
+    def probe():
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -1)
+            result["ok"] = True
+        except PermissionError:
+            result["ok"] = False
+
+    worker = threading.Thread(target=probe)
+    worker.start()
+    worker.join()
+    return result["ok"]
