@@ -47,6 +47,8 @@ from robot_stack.server.transport import ActionChunk
 
 log = logging.getLogger(__name__)
 
+CHUNKING_MODES = ("switch", "inpaint")
+
 # How many recent chunk latencies the re-planning estimate looks at (the worst of them is used).
 _LATENCY_WINDOW = 10
 
@@ -66,11 +68,15 @@ class ExecutorConfig:
     ``margin``: extra safety on top when deciding whether an action is still on time. ``lookahead``: how
     long before its time an action is handed over; keep it below the controller's ``command_timeout``.
     ``action_delay_steps``: steps between a recorded action's step and its target time (module docstring).
+    ``chunking``: "switch" (a new chunk replaces the rest of the plan as predicted) or "inpaint" (each
+    request carries the current plan for the new chunk's steps, and the policy samples a chunk that keeps
+    the actions due before it can arrive and blends into the rest; ``plan_for``).
     """
 
     dt: float = 0.1
     steps_per_inference: int | None = None
     action_delay_steps: int = 0
+    chunking: str = "switch"
     robot_latency: float = 0.01
     margin: float = 0.005
     lookahead: float = 0.2
@@ -82,6 +88,8 @@ class ExecutorConfig:
             raise ConfigError(f"steps_per_inference: must be >= 1, got {self.steps_per_inference}")
         if self.action_delay_steps < 0:
             raise ConfigError(f"action_delay_steps: must be >= 0, got {self.action_delay_steps}")
+        if self.chunking not in CHUNKING_MODES:
+            raise ConfigError(f"chunking: must be one of {list(CHUNKING_MODES)}, got {self.chunking!r}")
         if self.robot_latency < 0 or self.margin < 0:
             raise ConfigError("robot_latency and margin must be >= 0")
         if self.lookahead <= self.robot_latency + self.margin:
@@ -247,6 +255,23 @@ class RecedingHorizonExecutor:
         if self._plan is None:
             return None
         return interpolate_poses(*self._plan, [t])[0]
+
+    def plan_for(self, t_obs: float) -> tuple[np.ndarray, int] | None:
+        """What the current plan holds for the chunk about to be requested from observations at ``t_obs``:
+        (actions (K, Da) at that chunk's first K action times, the ones the plan covers; how many of them are
+        committed: due before the chunk can arrive, given the worst recent latency). None without a plan."""
+        if self._plan is None:
+            return None
+        cfg = self.config
+        times, poses = self._plan
+        t_k = t_obs + (np.arange(self.n_action_steps) + cfg.action_delay_steps) * cfg.dt
+        t_k = t_k[t_k <= times[-1] + 1e-9]
+        if len(t_k) == 0:
+            return None
+        planned = interpolate_poses(times, poses, t_k)[:, : self.action_dim]
+        worst = max(self._recent_latencies) if self._recent_latencies else 0.0
+        arrives = t_obs + worst + cfg.robot_latency + cfg.margin
+        return planned, int(np.sum(t_k < arrives))
 
     def finish(self) -> None:
         """End of episode: forget the actions not handed over yet (counted as superseded)."""

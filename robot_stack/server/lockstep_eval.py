@@ -47,10 +47,11 @@ class LockstepPolicyClient:
     def in_flight(self) -> bool:
         return self._pending is not None
 
-    def submit(self, obs: Mapping[str, np.ndarray], t_obs: float, timeout: float = 0.0) -> int:
+    def submit(self, obs: Mapping[str, np.ndarray], t_obs: float, timeout: float = 0.0,
+               plan: tuple[np.ndarray, int] | None = None) -> int:
         if self._pending is not None:
             raise RuntimeError("a request is already in flight")
-        actions, elapsed = self.service.infer(obs)
+        actions, elapsed = self.service.infer(obs, *(plan or (None, None)))
         t_sent = self.sim.now()
         rid = next(self._ids)
         self._pending = ActionChunk(rid, actions, float(t_obs), t_sent, t_sent + self.latency, elapsed)

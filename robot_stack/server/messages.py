@@ -52,11 +52,19 @@ class KindSchema:
     """What one message kind carries: required meta keys with their types, and its arrays.
 
     ``arrays`` is a tuple of exactly the required array names, or ``None`` for "one or more, any names"
-    (observations, whose keys the receiver checks against the policy).
+    (observations, whose keys the receiver checks against the policy). ``optional_meta``: keys that may be
+    absent, type-checked when present.
     """
 
     meta: Mapping[str, tuple[type, ...]]
     arrays: tuple[str, ...] | None = ()
+    optional_meta: Mapping[str, tuple[type, ...]] = field(default_factory=dict)
+
+
+# An infer request may carry the previous plan for the chunk it asks for (inpainting, see
+# ``DiffusionPolicy.predict_action``): this array, (K, action_dim) raw actions, with meta
+# ``committed_steps`` saying how many of them are committed.
+PLANNED_ACTION = "planned_action"
 
 
 KIND_SCHEMAS: dict[str, KindSchema] = {
@@ -73,7 +81,7 @@ KIND_SCHEMAS: dict[str, KindSchema] = {
             "steps_per_inference": (int, type(None)),
         }
     ),
-    "infer": KindSchema(meta={"t_obs": (float,)}, arrays=None),
+    "infer": KindSchema(meta={"t_obs": (float,)}, arrays=None, optional_meta={"committed_steps": (int,)}),
     "action": KindSchema(meta={"t_obs": (float,), "inference_s": (float,)}, arrays=("action",)),
     "error": KindSchema(meta={"code": (str,), "reason": (str,)}),
 }
@@ -362,12 +370,12 @@ def _check_kind_and_meta(kind: Any, meta: Any) -> None:
         raise MessageError("bad_kind", f"unknown message kind {kind!r:.40}; known: {', '.join(KIND_SCHEMAS)}")
     if not isinstance(meta, dict):
         raise MessageError("bad_meta", f"'meta' must be an object, got {type(meta).__name__}")
-    schema = KIND_SCHEMAS[kind].meta
-    unknown = sorted(set(meta) - set(schema))
-    missing = sorted(set(schema) - set(meta))
+    required, optional = KIND_SCHEMAS[kind].meta, KIND_SCHEMAS[kind].optional_meta
+    unknown = sorted(set(meta) - set(required) - set(optional))
+    missing = sorted(set(required) - set(meta))
     if unknown or missing:
         raise MessageError("bad_meta", f"'{kind}' meta keys: missing {missing}, unknown {unknown}")
-    for key, types in schema.items():
+    for key, types in {**required, **{k: t for k, t in optional.items() if k in meta}}.items():
         value = meta[key]
         if isinstance(value, bool) or not _is_instance(value, types):
             names = " or ".join("null" if t is type(None) else t.__name__ for t in types)

@@ -8,13 +8,14 @@ element's action chunk as float64 numpy. ``PolicyInfo`` is the interface as it t
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
 import numpy as np
 
-from robot_stack.server.messages import MessageError
+from robot_stack.server.messages import PLANNED_ACTION, MessageError
 
 
 class Policy(Protocol):
@@ -134,6 +135,8 @@ class PolicyService:
     def __init__(self, policy: Policy, dt: float | None = None, action_delay_steps: int | None = None):
         self.policy = policy
         self.info = PolicyInfo.of(policy, dt, action_delay_steps)
+        # Inpainting needs a policy whose predict_action takes the previous plan (DiffusionPolicy does).
+        self.takes_plans = "planned" in inspect.signature(policy.predict_action).parameters
 
     def warmup(self) -> float:
         """Run one inference on a neutral observation (first calls allocate/compile); returns its seconds."""
@@ -143,23 +146,49 @@ class PolicyService:
         }
         return self.infer(obs)[1]
 
-    def infer(self, obs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, float]:
+    def infer(self, obs: Mapping[str, np.ndarray], planned: np.ndarray | None = None,
+              committed_steps: int | None = None) -> tuple[np.ndarray, float]:
         """Run the policy on one observation history; returns (actions (n_action_steps, Da), seconds taken).
 
-        Raises ``MessageError`` for observations that do not fit the policy, and whatever the policy raises
-        (``ValueError`` for bad values, ``RuntimeError`` for non-finite outputs).
+        ``planned`` (K, Da) and ``committed_steps``: the previous plan for this chunk's first K steps, of which
+        that many are committed; the chunk is then sampled continuing it (``DiffusionPolicy.predict_action``).
+        Raises ``MessageError`` for observations or plans that do not fit the policy, and whatever the
+        policy raises (``ValueError`` for bad values, ``RuntimeError`` for non-finite outputs).
         """
         self.info.check_observation(obs)
+        plan = self._check_plan(planned, committed_steps)
         # Batch of one; copies, since decoded arrays are read-only views of the received frames.
         batch = {key: np.array(value, dtype=np.float32)[None] for key, value in obs.items()}
         t0 = time.perf_counter()
-        out = self.policy.predict_action(batch)
+        out = self.policy.predict_action(batch, **plan)
         elapsed = time.perf_counter() - t0
         action = _to_numpy(out["action"])
         expected = (1, self.info.n_action_steps, self.info.action_dim)
         if action.shape != expected:
             raise RuntimeError(f"policy returned actions of shape {action.shape}, its interface says {expected}")
         return action[0].astype(np.float64), elapsed
+
+
+    def _check_plan(self, planned: np.ndarray | None, committed_steps: int | None) -> dict[str, Any]:
+        """``predict_action``'s plan arguments (none without a plan); ``MessageError('bad_plan')`` if unusable."""
+        if planned is None:
+            if committed_steps is not None:
+                raise MessageError("bad_plan", f"committed_steps without a '{PLANNED_ACTION}' array")
+            return {}
+        if not self.takes_plans:
+            raise MessageError("bad_plan", "this policy does not take a previous plan (inpainting); use switch chunking")
+        info = self.info
+        room = info.horizon - info.n_obs_steps + 1
+        if planned.dtype.kind != "f" or planned.ndim != 2 or planned.shape[1] != info.action_dim or \
+                not 1 <= planned.shape[0] <= room:
+            raise MessageError("bad_plan", f"'{PLANNED_ACTION}' must be float (K <= {room}, {info.action_dim}), "
+                               f"got {planned.dtype} {planned.shape}")
+        if not np.isfinite(planned).all():
+            raise MessageError("bad_plan", f"'{PLANNED_ACTION}' holds NaN/inf")
+        steps = len(planned) if committed_steps is None else committed_steps
+        if not 0 <= steps <= len(planned):
+            raise MessageError("bad_plan", f"committed_steps must be in [0, {len(planned)}], got {committed_steps}")
+        return {"planned": np.array(planned, dtype=np.float32)[None], "committed_steps": steps}
 
 
 def _to_numpy(value: Any) -> np.ndarray:

@@ -118,7 +118,8 @@ def run_rollout(
         if not client.in_flight and t >= next_inference:
             try:
                 obs, t_obs = assembler.assemble()
-                client.submit(obs, t_obs)
+                plan = executor.plan_for(t_obs) if executor.config.chunking == "inpaint" else None
+                client.submit(obs, t_obs, plan=plan)
                 t_submitted = clock()
                 timed_out = False
             except StaleObservationError as exc:

@@ -31,6 +31,7 @@ from robot_stack.config import ConfigError
 from robot_stack.runtime import now
 from robot_stack.server.messages import (
     DEFAULT_LIMITS,
+    PLANNED_ACTION,
     Limits,
     Message,
     MessageError,
@@ -213,7 +214,9 @@ class PolicyServer:
             if request.kind == "info_request":
                 reply = Message("info", rid, meta=self.service.info.to_meta())
             elif request.kind == "infer":
-                actions, elapsed = self.service.infer(request.arrays)
+                observation = dict(request.arrays)
+                planned = observation.pop(PLANNED_ACTION, None)
+                actions, elapsed = self.service.infer(observation, planned, request.meta.get("committed_steps"))
                 reply = Message("action", rid, meta={"t_obs": request.meta["t_obs"], "inference_s": elapsed},
                                 arrays={"action": actions})
             else:
@@ -307,13 +310,20 @@ class PolicyClient:
             raise RemoteError("bad_reply", f"expected an info reply, got {reply.kind!r}")
         return PolicyInfo.from_meta(reply.meta)
 
-    def submit(self, obs: Mapping[str, np.ndarray], t_obs: float, timeout: float = 0.0) -> int:
+    def submit(self, obs: Mapping[str, np.ndarray], t_obs: float, timeout: float = 0.0,
+               plan: tuple[np.ndarray, int] | None = None) -> int:
         """Send an observation history; returns the request id. Waits at most ``timeout`` s to send.
 
+        ``plan``: (planned actions (K, Da), committed steps) for an inpainted chunk (``PolicyService.infer``).
         Raises ``PolicyTimeout`` if the server is unreachable, ``MessageError`` if ``obs`` is not sendable
         (e.g. NaN), ``RuntimeError`` if a request is already in flight.
         """
-        return self._send("infer", {"t_obs": float(t_obs)}, dict(obs), timeout, t_obs=float(t_obs))
+        meta: dict[str, Any] = {"t_obs": float(t_obs)}
+        arrays = dict(obs)
+        if plan is not None:
+            arrays[PLANNED_ACTION] = np.asarray(plan[0], dtype=np.float64)
+            meta["committed_steps"] = int(plan[1])
+        return self._send("infer", meta, arrays, timeout, t_obs=float(t_obs))
 
     def poll(self, timeout: float = 0.0) -> ActionChunk | None:
         """The in-flight request's action chunk if it arrives within ``timeout`` s, else ``None``.

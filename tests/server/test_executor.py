@@ -209,3 +209,15 @@ def test_planned_pose_interpolates_the_current_plan():
     ex.accept(_chunk(10.0, 10.05))  # fresh actions 1..7 at 10.1 .. 10.7, x = 0.5 + 0.01 k
     np.testing.assert_allclose(ex.planned_pose(10.15)[:2], [0.515, 0.115])
     np.testing.assert_allclose(ex.planned_pose(99.0), [0.57, 0.17, *BASE[2:]])  # held after the end
+
+
+def test_plan_for_gives_the_plan_at_the_next_chunks_times_and_what_is_committed():
+    clock = FakeClock(10.05)
+    ex = _executor(clock)
+    assert ex.plan_for(10.0) is None  # no plan yet
+    ex.accept(_chunk(10.0, 10.05))  # actions 0.5 + 0.01 k at 10.0 + 0.1 k: latency 0.05 s
+    planned, committed = ex.plan_for(10.25)
+    # the next chunk's actions are for 10.25, 10.35, ... up to the plan's end at 10.7: 5 of them
+    np.testing.assert_allclose(planned[:, 0], 0.5 + 0.01 * np.array([2.5, 3.5, 4.5, 5.5, 6.5]), atol=1e-12)
+    # due before a chunk requested at 10.25 can arrive (worst latency 0.05 + robot latency and margin)
+    assert committed == 1

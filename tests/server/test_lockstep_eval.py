@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from robot_stack.cli import main
+from robot_stack.config import ConfigError
 from robot_stack.rig import load_rig
 from robot_stack.server.executor import ExecutorConfig
 from robot_stack.server.lockstep_eval import LockstepEvalConfig, LockstepEvaluator, evaluate_lockstep
@@ -77,3 +78,24 @@ def test_the_checkpoints_steps_per_inference_is_the_default_and_a_caller_overrid
                               ).episode(3)
     # 2 s of 0.1 s steps: a new chunk about every 2 steps by default, every 8 when the caller says so
     assert default.rollout.execution.chunks >= 8 and whole.rollout.execution.chunks <= 4
+
+
+def test_inpainting_sends_the_current_plan_with_every_request_after_the_first(sim_rig, tiny_checkpoint, capsys,
+                                                                            monkeypatch):
+    from robot_stack.server.policy_service import PolicyService
+
+    seen = []
+    real_infer = PolicyService.infer
+
+    def spy(self, obs, planned=None, committed_steps=None):
+        seen.append(None if planned is None else (len(planned), committed_steps))
+        return real_infer(self, obs, planned, committed_steps)
+
+    monkeypatch.setattr(PolicyService, "infer", spy)
+    assert main(["eval", "--rig", str(sim_rig()), "--checkpoint", str(tiny_checkpoint), "--lockstep", "--workers",
+                 "1", "--episodes", "1", "--max-duration", "2", "--chunking", "inpaint"]) == 0
+    assert "success rate" in capsys.readouterr().out
+    assert len(seen) >= 2 and seen[0] is None  # the first request has no plan to continue
+    assert all(plan is not None and plan[0] >= 1 and 0 <= plan[1] <= plan[0] for plan in seen[1:])
+    with pytest.raises(ConfigError, match="chunking"):
+        ExecutorConfig(chunking="blend")

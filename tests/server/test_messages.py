@@ -6,6 +6,7 @@ import pytest
 
 from robot_stack.server.messages import (
     ALLOWED_DTYPES,
+    PLANNED_ACTION,
     AuthenticationError,
     Limits,
     Message,
@@ -126,6 +127,17 @@ def test_token_checked_before_arrays():
     with pytest.raises(AuthenticationError, match="no token"):
         decode(no_token, token="right")
     assert decode(no_token).request_id == 3  # a server without a token accepts it
+
+
+def test_an_infer_request_may_say_how_many_planned_steps_are_committed():
+    planned = {"robot_eef_pose": np.zeros((2, 6)), PLANNED_ACTION: np.zeros((4, 2))}
+    out = decode(encode(Message("infer", 1, meta={"t_obs": 0.0, "committed_steps": 2}, arrays=planned)))
+    assert out.meta == {"t_obs": 0.0, "committed_steps": 2} and out.arrays[PLANNED_ACTION].shape == (4, 2)
+    for bad in ("2", 2.0, True, None):
+        with pytest.raises(MessageError, match="bad_meta.*committed_steps"):
+            encode(Message("infer", 1, meta={"t_obs": 0.0, "committed_steps": bad}, arrays=planned))
+    with pytest.raises(MessageError, match="bad_meta.*unknown"):
+        encode(Message("info_request", 1, meta={"committed_steps": 2}))
 
 
 def test_encode_refuses_what_decode_would_reject():

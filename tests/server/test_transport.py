@@ -158,3 +158,57 @@ def test_server_answers_only_the_newest_of_a_clients_waiting_requests(serve):
     np.testing.assert_allclose(chunk.actions[0], [0.3, 0.3])
     assert srv.server.stats.superseded == 1 and policy.calls == 2
     assert waited < 0.65  # the rest of A (~0.1 s) + C (0.3 s); B (another 0.3 s) was never computed
+
+
+def test_an_inpainting_request_carries_the_plan_and_the_policy_keeps_its_committed_actions(serve, tiny_checkpoint):
+    import torch
+
+    from robot_stack.policy import load_policy
+
+    obs = {"robot_eef_pose": np.tile([0.4, 0.1, 0.0, 0.0, 0.0, 0.0], (2, 1)),
+           "camera_0": np.full((2, 3, 32, 32), 0.5, np.float32)}
+    planned = np.column_stack([np.linspace(0.40, 0.46, 6), np.linspace(0.10, 0.13, 6)])
+    with PolicyClient(serve(load_policy(tiny_checkpoint)).endpoint) as client:
+        torch.manual_seed(0)
+        client.submit(obs, t_obs=1.0, plan=(planned, 2))
+        chunk = _poll(client)
+        torch.manual_seed(0)
+        client.submit(obs, t_obs=1.0)
+        plain = _poll(client)
+        with pytest.raises(MessageError, match="non_finite"):  # never sent
+            client.submit(obs, t_obs=1.0, plan=(np.full((3, 2), np.nan), 1))
+    np.testing.assert_allclose(chunk.actions[:2], planned[:2], atol=1e-5)  # committed: kept
+    # the blended steps are pulled toward the plan: nearer to it than an unguided sample's
+    assert np.abs(chunk.actions[2:6] - planned[2:6]).mean() < np.abs(plain.actions[2:6] - planned[2:6]).mean()
+
+
+@pytest.mark.parametrize("planned, committed, message", [
+    (np.zeros((3, 3)), 1, "must be float"),  # 3-D actions for a 2-D policy
+    (np.zeros((40, 2)), 1, "must be float"),  # longer than the horizon
+    (np.zeros((3, 2)), 4, "committed_steps"),
+    (np.full((3, 2), np.nan), 1, "NaN"),  # what a server might receive from a client that is not ours
+    (None, 2, "without"),
+])
+def test_malformed_plans_are_refused(tiny_checkpoint, planned, committed, message):
+    from robot_stack.policy import load_policy
+
+    service = PolicyService(load_policy(tiny_checkpoint))
+    obs = {"robot_eef_pose": np.zeros((2, 6)), "camera_0": np.full((2, 3, 32, 32), 0.5, np.float32)}
+    with pytest.raises(MessageError, match=f"bad_plan.*{message}"):
+        service.infer(obs, planned, committed)
+
+
+def test_a_policy_without_plans_refuses_one(serve):
+    with PolicyClient(serve().endpoint) as client:
+        client.submit(_obs(), t_obs=1.0, plan=(np.zeros((2, 2)), 1))
+        with pytest.raises(RemoteError, match="bad_plan.*does not take"):
+            _poll(client)
+
+
+def _poll(client, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        chunk = client.poll(0.05)
+        if chunk is not None:
+            return chunk
+    raise AssertionError("no reply")
