@@ -6,6 +6,9 @@ two 320x240 cameras at 30 fps rendered and H.264-encoded into the episode's vide
 seconds per wall-clock second on that one core. ``--workers`` runs that many such processes in parallel,
 as ``--workers`` does in the CLI, and reports the aggregate.
 
+Last, the bound cameras put on it: CPU time per frame of H.264-encoding rendered 320x240 Push-T frames with
+the recorder's encoder settings, at its preset and at the fastest one.
+
 Usage: python benchmarks/lockstep.py [--episodes 3] [--workers 1]
 """
 
@@ -17,10 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from robot_stack.data.lockstep_collect import LockstepCollectConfig, record_demo
+from robot_stack.data.video_recorder import DEFAULT_PRESET, VideoWriter
 from robot_stack.hardware.teleop import load_profile
 from robot_stack.rig import load_rig
 from robot_stack.sim.lockstep import LockstepRig
+from robot_stack.sim.pusht.physics import PushTPhysics
+from robot_stack.sim.pusht.render import render
 
 
 def _demos(rig_name: str, seeds: list[int]) -> tuple[float, float]:
@@ -33,6 +41,30 @@ def _demos(rig_name: str, seeds: list[int]) -> tuple[float, float]:
         with tempfile.TemporaryDirectory() as staging:
             simulated += record_demo(config, seed, Path(staging)).duration
     return simulated, time.perf_counter() - t0
+
+
+def _encode_ms_per_frame(preset: str, frames: list[np.ndarray]) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        writer = VideoWriter(Path(folder) / "v.mp4", 30, (frames[0].shape[1], frames[0].shape[0]), preset=preset)
+        t0 = time.process_time()
+        for i, frame in enumerate(frames):
+            writer.write(frame, i / 30)
+        writer.close()
+        return (time.process_time() - t0) / len(frames) * 1e3
+
+
+def _encoding_bound() -> None:
+    rig = load_rig("sim_pusht")
+    physics = PushTPhysics(rig.scene)
+    state = physics.reset(1)
+    frames = []
+    for _ in range(150):  # the pusher driving into the block: frames that change like a demonstration's
+        state = physics.step(state["block_pose"][:2])
+        frames.append(render(rig.scene, state, "oblique", (320, 240)))
+    for preset in (DEFAULT_PRESET, "ultrafast"):
+        ms = _encode_ms_per_frame(preset, frames)
+        print(f"H.264 {preset:<9} {ms:5.2f} ms CPU per 320x240 frame: 2 cameras x 30 fps cap collection at "
+              f"{1000 / (60 * ms):.0f}x real time per core")
 
 
 def main() -> None:
@@ -50,6 +82,7 @@ def main() -> None:
         simulated = sum(p[0] for p in parts)
         per_core = sum(p[0] for p in parts) / sum(p[1] for p in parts)
         print(f"{rig:<16} {args.workers:>7} {simulated:>12.1f} {wall:>8.1f} {simulated / wall:>12.1f} {per_core:>9.1f}")
+    _encoding_bound()
 
 
 if __name__ == "__main__":
