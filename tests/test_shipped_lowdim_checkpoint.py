@@ -1,10 +1,10 @@
 """CI gate on the policy path: the shipped low-dim Push-T policy (checkpoints/push_t_lowdim_sim.ckpt),
 evaluated in lockstep on the first 20 held-out seeds, must keep succeeding.
 
-The lockstep evaluation is deterministic for a seed, so this measures the same episodes every run; the
-bar sits below the rate measured when the checkpoint was shipped (see results/push_t_lowdim_lockstep_100.json,
-whose first 20 episodes are these) so that only a real regression — in the simulator, the observation
-path, the executor's timing, the policy or its checkpoint — fails it.
+The lockstep evaluation is deterministic for a seed, so this measures the same episodes every run. The bar
+is the task's (80 %), one episode below the rate measured when the checkpoint was shipped (17/20, the first 20
+episodes of results/push_t_lowdim_spi4_lockstep_100.json), so that only a real regression — in the simulator,
+the observation path, the executor's timing, the policy or its checkpoint — fails it.
 """
 
 from pathlib import Path
@@ -19,7 +19,7 @@ from robot_stack.sim.pusht import HELD_OUT_SEED_START
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "push_t_lowdim_sim.ckpt"
 SEEDS = range(HELD_OUT_SEED_START, HELD_OUT_SEED_START + 20)
-MIN_SUCCESS = 0.5
+MIN_SUCCESS = 0.8
 
 
 def test_the_shipped_low_dim_policy_succeeds_on_held_out_seeds():
@@ -27,6 +27,7 @@ def test_the_shipped_low_dim_policy_succeeds_on_held_out_seeds():
     assert set(info.obs_shapes) == {"scene_keypoints", "robot_eef_pose"} and not set(SEEDS) & set(trained)
     # Trained on robot_stack's lockstep demos: their timing convention and no cameras travel with it.
     assert (info.dt, info.action_delay_steps, cameras) == (0.1, 2, [])
+    assert info.steps_per_inference == 4  # how it was evaluated: 4 of each 8-action chunk, then re-plan
     rig = load_rig("sim_pusht_state")
     config = LockstepEvalConfig(str(CHECKPOINT), LockstepRig(rig.robot, rig.scene, tuple(rig.cameras), rig.name),
                                 ExecutorConfig(dt=info.dt, action_delay_steps=info.action_delay_steps),
