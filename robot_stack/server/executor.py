@@ -135,6 +135,9 @@ class ExecutionStats:
     plan_gap_time: float = 0.0  # total time the arm held for lack of a plan (s)
     latencies: list[float] = field(default_factory=list)  # per chunk: t_received - t_obs
     first_action_delays: list[float] = field(default_factory=list)
+    # per chunk that replaced a plan: how far (m) its first action's position is from where the replaced plan
+    # was at that time — the jump the arm's target makes at the chunk boundary
+    boundary_jumps: list[float] = field(default_factory=list)
 
 
 def check_action_dim(action_dim: int) -> None:
@@ -218,6 +221,9 @@ class RecedingHorizonExecutor:
                 self.stats.plan_gaps += 1
                 self.stats.plan_gap_time += float(times[fresh[0]] - self._plan_end - cfg.dt)
             poses = np.stack([self.action_to_pose(actions[k]) for k in fresh])
+            if self._plan is not None:
+                before = interpolate_poses(*self._plan, [times[fresh[0]]])[0]
+                self.stats.boundary_jumps.append(float(np.linalg.norm(poses[0, :3] - before[:3])))
             self._pending.extend(zip(fresh, times[fresh].tolist(), poses))
             self._plan = (times[fresh], poses)
             self._plan_end = float(times[fresh[-1]])

@@ -221,3 +221,14 @@ def test_plan_for_gives_the_plan_at_the_next_chunks_times_and_what_is_committed(
     np.testing.assert_allclose(planned[:, 0], 0.5 + 0.01 * np.array([2.5, 3.5, 4.5, 5.5, 6.5]), atol=1e-12)
     # due before a chunk requested at 10.25 can arrive (worst latency 0.05 + robot latency and margin)
     assert committed == 1
+
+
+def test_the_jump_at_each_chunk_boundary_is_measured():
+    clock = FakeClock(10.05)
+    ex = _executor(clock)
+    ex.accept(_chunk(10.0, 10.05))  # x = 0.5 + 0.01 k at 10.0 + 0.1 k
+    assert ex.stats.boundary_jumps == []  # nothing was replaced
+    clock.t = 10.45
+    ex.accept(_chunk(10.4, 10.45, rid=2, start=(0.6, 0.1)))  # first fresh action at 10.5: 0.6 + 0.01
+    # at 10.5 the first plan was at (0.55, 0.15); the new chunk's first on-time action (k = 1) is (0.61, 0.11)
+    assert ex.stats.boundary_jumps == [pytest.approx(np.hypot(0.06, 0.04), abs=1e-9)]
