@@ -176,7 +176,7 @@ def _dh(theta: float, i: int) -> Rigid:
 
 def _frames(q: Sequence[float]) -> list[Rigid]:
     frames = [(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0)]
-    for i, theta in enumerate(_floats(q)):
+    for i, theta in enumerate(_floats(q)[:6]):
         frames.append(_compose(frames[-1], _dh(theta, i)))
     return frames
 
