@@ -7,6 +7,8 @@ Sections::
     cameras: [{...}, ...] # CameraConfig list, in policy order: camera index i is observation key camera_i
     teleop:  {...}        # TeleopConfig (default: SpaceMouse, 6-DoF; planar when the rig has a scene)
     scene:   {...}        # SceneConfig: a simulated Push-T scene (sim rigs only)
+    cpus:    {control: [1], policy: [1], device: [0], background: [0]}   # optional CPU affinity per role
+                          # (robot_stack.runtime.scheduling); roles not listed run on any core
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from robot_stack.hardware.camera.config import CameraConfig
 from robot_stack.hardware.robot.config import RobotConfig
 from robot_stack.hardware.teleop import TeleopConfig
 from robot_stack.resources import rig_path
+from robot_stack.runtime.scheduling import PRIORITIES, check_cpus
 from robot_stack.sim.pusht import VIEWS, SceneConfig
 
-_SECTIONS = ("name", "robot", "cameras", "teleop", "scene")
+_SECTIONS = ("name", "robot", "cameras", "teleop", "scene", "cpus")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class RigConfig:
     cameras: tuple[CameraConfig, ...]
     teleop: TeleopConfig
     scene: Optional[SceneConfig] = None
+    cpus: Optional[Mapping[str, tuple[int, ...]]] = None  # role -> cores (``runtime.scheduling.use_cpus``)
 
     @property
     def planar_z(self) -> float | None:
@@ -80,10 +84,19 @@ def load_rig(source: str | Path | Mapping[str, Any]) -> RigConfig:
             raise ConfigError(f"{where}: simulated camera '{cam.name}' must be named after a scene view: "
                               f"{', '.join(VIEWS)}")
     name = data.get("name") or (Path(source).stem if not isinstance(source, Mapping) else "rig")
+    cpus = data.get("cpus")
+    if cpus is not None:
+        if not isinstance(cpus, Mapping):
+            raise ConfigError(f"{where}: cpus: must map roles ({', '.join(PRIORITIES)}) to lists of cores")
+        try:
+            cpus = check_cpus(cpus)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: cpus.{exc}") from None
     return RigConfig(
         name=str(name),
         robot=load_dataclass(RobotConfig, data["robot"], f"{where}: robot"),
         cameras=cameras,
         teleop=load_dataclass(TeleopConfig, teleop_data, f"{where}: teleop"),
         scene=scene,
+        cpus=cpus or None,
     )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
 
@@ -12,6 +13,7 @@ from robot_stack.hardware.robot.controller import RobotController
 from robot_stack.hardware.teleop import SpaceMouseDevice, TeleopProcess
 from robot_stack.rig.config import RigConfig
 from robot_stack.runtime import DeviceProcess, Supervisor
+from robot_stack.runtime.scheduling import CPUS_ENV, use_cpus
 from robot_stack.sim.pusht import SceneProcess
 
 
@@ -45,5 +47,12 @@ def start_rig(config: RigConfig, spacemouse: bool = False, extra: Sequence[Devic
     teleop = TeleopProcess(SpaceMouseDevice) if spacemouse else None
     # The teleop device first: a missing SpaceMouse fails before the arm is connected.
     processes = [*extra] + ([teleop] if teleop else []) + [robot] + ([scene] if scene else []) + cameras
-    with Supervisor(processes) as supervisor:
-        yield Rig(config, robot, cameras, scene, teleop, supervisor)
+    pinned = os.environ.get(CPUS_ENV)
+    use_cpus(config.cpus)  # the processes started below (and this one's encoder threads) take their cores
+    try:
+        with Supervisor(processes) as supervisor:
+            yield Rig(config, robot, cameras, scene, teleop, supervisor)
+    finally:  # this process may go on (tests, scripts): later rigs must not inherit this one's pinning
+        os.environ.pop(CPUS_ENV, None)
+        if pinned is not None:
+            os.environ[CPUS_ENV] = pinned

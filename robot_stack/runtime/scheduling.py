@@ -13,21 +13,69 @@ always allowed. Nice levels rather than SCHED_FIFO: a real-time class lets a spi
 and on a shared 2-core machine the fair scheduler with nice weights (-10 gets ~9x the CPU share of 0 under
 contention) is what keeps the loop on time. On Linux the level applies to the calling thread and the
 threads it starts later, which is why ``set_priority`` is called first thing in a process or thread.
+
+CPU affinity (optional, the rig's ``cpus:``): ``use_cpus({"control": [1], "device": [0], ...})`` pins each
+listed role to those cores from then on — in this process's later ``set_priority`` calls and, through the
+``ROBOT_STACK_CPUS`` environment variable, in the processes it spawns afterwards. Roles not listed are not
+pinned.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
+from typing import Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
 PRIORITIES: dict[str, int] = {"control": -10, "policy": -5, "device": 0, "background": 10}
+CPUS_ENV = "ROBOT_STACK_CPUS"
+
+
+def check_cpus(cpus: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, ...]]:
+    """The validated role -> cores mapping; ``ValueError`` naming the role for an unknown role, an empty
+    list, or a core this process cannot run on."""
+    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    out = {}
+    for role, cores in cpus.items():
+        if role not in PRIORITIES:
+            raise ValueError(f"{role}: unknown role; use {', '.join(PRIORITIES)}")
+        if not isinstance(cores, (list, tuple)) or not cores or \
+                not all(isinstance(c, int) and not isinstance(c, bool) for c in cores):
+            raise ValueError(f"{role}: must be a non-empty list of core numbers, got {cores!r}")
+        missing = sorted(set(cores) - set(available))
+        if missing:
+            raise ValueError(f"{role}: core(s) {missing} do not exist here (this machine runs on {available})")
+        out[role] = tuple(sorted(set(cores)))
+    return out
+
+
+def use_cpus(cpus: Mapping[str, Sequence[int]] | None) -> None:
+    """Pin roles to cores from now on, here and in processes spawned later (see the module docstring);
+    ``None`` or empty: no pinning."""
+    if cpus:
+        os.environ[CPUS_ENV] = json.dumps({role: list(cores) for role, cores in check_cpus(cpus).items()})
+    else:
+        os.environ.pop(CPUS_ENV, None)
+
+
+def _cpus_for(role: str) -> tuple[int, ...] | None:
+    text = os.environ.get(CPUS_ENV)
+    if not text:
+        return None
+    try:
+        cores = json.loads(text).get(role)
+    except (ValueError, AttributeError):
+        log.warning("ignoring $%s: not a JSON object of role -> cores (%.80s)", CPUS_ENV, text)
+        return None
+    return tuple(cores) if cores else None
 
 
 def set_priority(role: str, who: str) -> int:
-    """Give the calling thread ``role``'s nice level (see the module docstring); returns the level it has.
+    """Give the calling thread ``role``'s nice level, and its cores when roles are pinned (see the module
+    docstring); returns the nice level it has.
 
     ``who`` names the process or thread in the log line written when the level cannot be raised.
     """
@@ -35,8 +83,14 @@ def set_priority(role: str, who: str) -> int:
         raise ValueError(f"unknown priority role {role!r}; use one of {sorted(PRIORITIES)}")
     if not hasattr(os, "setpriority"):  # not a POSIX system: nothing to set
         return 0
-    target = PRIORITIES[role]
     thread = threading.get_native_id()  # Linux: PRIO_PROCESS with a thread id sets that thread only
+    cores = _cpus_for(role)
+    if cores is not None:
+        try:
+            os.sched_setaffinity(thread, cores)
+        except OSError as exc:  # e.g. a core taken away by a cgroup since the rig was loaded
+            log.warning("%s: could not pin to cores %s (%s); it runs on any core", who, list(cores), exc)
+    target = PRIORITIES[role]
     current = os.getpriority(os.PRIO_PROCESS, thread)
     if current == target:
         return current

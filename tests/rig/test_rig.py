@@ -1,5 +1,6 @@
 """Rig files: every shipped rig loads; mistakes are named; a started sim rig runs all its devices."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import yaml
 from robot_stack.config import ConfigError
 from robot_stack.rig import load_rig, start_rig
 from robot_stack.runtime import now
+from robot_stack.runtime.scheduling import CPUS_ENV
 
 CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 
@@ -45,6 +47,10 @@ def _rig_data() -> dict:
         (lambda d: d["scene"].update(success_threshold=2.0), "success_threshold"),
         (lambda d: d["teleop"].update(mode="3d"), "teleop"),
         (lambda d: d.update(cameras={"name": "top"}), "must be a list"),
+        (lambda d: d.update(cpus={"control": [4096]}), r"cpus.control: core\(s\) \[4096\] do not exist here"),
+        (lambda d: d.update(cpus={"servo": [0]}), "cpus.servo: unknown role"),
+        (lambda d: d.update(cpus={"policy": []}), "cpus.policy: must be a non-empty list"),
+        (lambda d: d.update(cpus=[0, 1]), "cpus: must map roles"),
     ],
 )
 def test_mistakes_are_named(edit, message: str) -> None:
@@ -66,9 +72,14 @@ def test_started_sim_rig_runs_arm_scene_and_both_cameras() -> None:
     data = _rig_data()
     for cam in data["cameras"]:
         cam.update(resolution=[80, 60], fps=15)
+    core = min(os.sched_getaffinity(0))
+    data["cpus"] = {"control": [core], "device": [core]}  # pinned: each process takes its role's cores
     rig = load_rig(data)
+    assert rig.cpus == {"control": (core,), "device": (core,)}
     with start_rig(rig) as running:
         assert running.teleop is None and running.supervisor.running
+        assert os.sched_getaffinity(running.robot.pid) == {core}
+        assert all(os.sched_getaffinity(c.pid) == {core} for c in running.cameras)
         deadline = now() + 10.0
         while now() < deadline and not all(c.frames.count >= 3 for c in running.cameras):
             running.supervisor.check()
@@ -80,6 +91,7 @@ def test_started_sim_rig_runs_arm_scene_and_both_cameras() -> None:
         assert running.scene.get_state() is not None
     assert not running.robot.is_alive() and not running.scene.is_alive()
     assert not any(c.is_alive() for c in running.cameras)
+    assert CPUS_ENV not in os.environ  # the pinning ended with the rig
 
 
 def test_a_shipped_rig_can_be_given_by_name() -> None:
