@@ -48,3 +48,20 @@ def test_a_failed_device_process_is_named_with_its_last_error(monkeypatch, capsy
     err = capsys.readouterr().err
     assert 'File "x.py", line 1, in step' in err
     assert err.splitlines()[-1] == "robot-stack cameras: process 'robot': RobotUnreachableError: no UR at 10.0.0.2 check the cable"
+
+
+def test_doctor_reports_cores_priorities_and_the_rig_and_names_each_fix(monkeypatch, capsys):
+    from robot_stack.runtime import scheduling
+
+    code = main(["doctor", "--rig", "sim_pusht"])
+    out = capsys.readouterr().out
+    assert "cores:" in out and "priority control" in out and "rig sim_pusht: servo loop" in out
+    assert code == (1 if "warning:" in out else 0)
+
+    monkeypatch.setattr(scheduling, "may_raise_priority", lambda: False)  # an unprivileged user
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "stays at nice" in out and "CAP_SYS_NICE" in out and "Real-time setup" in out
+
+    assert main(["doctor", "--rig", "nowhere/rig.yaml"]) == 2
+    assert "rig file not found" in capsys.readouterr().err

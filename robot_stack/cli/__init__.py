@@ -20,7 +20,8 @@ from robot_stack.runtime import ProcessFailed
 from robot_stack.runtime.device_process import DEBUG_ENV, debug_enabled, error_summary
 
 # Modules under robot_stack.cli that each contribute one subcommand, in --help order.
-_COMMAND_MODULES: tuple[str, ...] = ("train", "report", "serve", "cameras", "collect", "replay", "eval", "dataset")
+_COMMAND_MODULES: tuple[str, ...] = ("train", "report", "serve", "cameras", "collect", "replay", "eval", "dataset",
+                                     "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -101,3 +101,22 @@ def set_priority(role: str, who: str) -> int:
                     "`ulimit -e`; see the README's 'Real-time setup'", who, current, target, role)
         return current
     return target
+
+
+def may_raise_priority() -> bool:
+    """Whether this process may lower its nice value (``CAP_SYS_NICE`` or ``RLIMIT_NICE``), tried in a
+    throw-away thread so that nothing here changes."""
+    result = {"ok": False}
+
+    def probe() -> None:
+        me = threading.get_native_id()
+        try:
+            os.setpriority(os.PRIO_PROCESS, me, os.getpriority(os.PRIO_PROCESS, me) - 1)
+            result["ok"] = True
+        except OSError:  # PermissionError, or a system without per-thread priorities
+            pass
+
+    worker = threading.Thread(target=probe)
+    worker.start()
+    worker.join()
+    return result["ok"]

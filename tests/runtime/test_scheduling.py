@@ -11,13 +11,13 @@ from runtime_procs import IdleBackground, IdleControl
 
 from robot_stack.data.video_recorder import VideoRecorder
 from robot_stack.runtime import SharedMemoryRingBuffer, now, scheduling
-from robot_stack.runtime.scheduling import PRIORITIES, set_priority
+from robot_stack.runtime.scheduling import PRIORITIES, may_raise_priority, set_priority
 
 
 def test_device_processes_get_their_roles_nice_level(no_leaked_segments):
     with IdleBackground("idle_background") as low, IdleControl("idle_control") as high:
         assert os.getpriority(os.PRIO_PROCESS, low.pid) == PRIORITIES["background"] == 10
-        expected = PRIORITIES["control"] if _may_raise_priority() else os.getpriority(os.PRIO_PROCESS, 0)
+        expected = PRIORITIES["control"] if may_raise_priority() else os.getpriority(os.PRIO_PROCESS, 0)
         assert os.getpriority(os.PRIO_PROCESS, high.pid) == expected
 
 
@@ -55,20 +55,3 @@ def test_the_video_recorders_encoder_thread_runs_at_background_priority(tmp_path
         assert recorder.stop().frames == 3
     finally:
         buffer.close()
-
-
-def _may_raise_priority() -> bool:
-    """Whether this process may lower its nice value (CAP_SYS_NICE; root has it), tried in a thread."""
-    result = {}
-
-    def probe():
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -1)
-            result["ok"] = True
-        except PermissionError:
-            result["ok"] = False
-
-    worker = threading.Thread(target=probe)
-    worker.start()
-    worker.join()
-    return result["ok"]
