@@ -21,6 +21,9 @@ For each mode the robot-side loop (``run_rollout``) runs for ``--seconds`` and r
     python benchmarks/end_to_end.py                       # tiny untrained policy, 10 s per mode
     python benchmarks/end_to_end.py --size paper --device cuda --seconds 20
     python benchmarks/end_to_end.py --checkpoint runs/pusht/best.ckpt --modes remote
+    python benchmarks/end_to_end.py --modes local --record   # each mode without, then with both cameras
+                                                             # recorded to H.264 as `eval` does; then the
+                                                             # record/no-record latency p95 ratio
 
 Numbers depend on the machine and its load: record them with the CPU/GPU model and what else was running.
 """
@@ -40,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from robot_stack.data.video_recorder import VideoRecorder
 from robot_stack.hardware.robot.controller import RobotController
 from robot_stack.rig import load_rig, start_rig
 from robot_stack.runtime import now
@@ -107,7 +111,8 @@ class JitterSampler:
                 self.last = float(records["loop_time"][-1])
 
 
-def run_mode(mode: str, checkpoint: Path, device: str, seconds: float, steps_per_inference: int, dt: float) -> dict:
+def run_mode(mode: str, checkpoint: Path, device: str, seconds: float, steps_per_inference: int, dt: float,
+             record: bool = False) -> dict:
     rig = load_rig(ROOT / "hardware_configs" / "sim_pusht.yaml")
     with contextlib.ExitStack() as stack:
         server = None
@@ -147,7 +152,13 @@ def run_mode(mode: str, checkpoint: Path, device: str, seconds: float, steps_per
             sampler.tick()
             running.supervisor.check()
 
+        recorders = []
+        if record:  # both cameras to H.264 in this process's recorder threads, as `eval` records episodes
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            recorders = [VideoRecorder(c.frames, folder / f"{i}.mp4", fps=c.config.fps).start()
+                         for i, c in enumerate(running.cameras)]
         stats = run_rollout(assembler, client, executor, RolloutConfig(max_duration=seconds), on_tick=tick)
+        recorded = [r.stop() for r in recorders]
         final = robot.get_state()
     ex = stats.execution
     arrivals = np.array([o.t_received for o in stats.outcomes])
@@ -156,7 +167,9 @@ def run_mode(mode: str, checkpoint: Path, device: str, seconds: float, steps_per
     jitter = np.abs(np.diff(loop_times) - period)
     total = ex.chunks * info.n_action_steps
     return {
-        "mode": mode,
+        "mode": mode + (" + recording" if record else ""),
+        "recorded_frames": [s.frames for s in recorded],
+        "recorder_lost_frames": [s.recorder_dropped for s in recorded],
         "chunks": ex.chunks,
         "obs_to_first_action_s": ex.first_action_delays,
         "chunk_latency_s": ex.latencies,
@@ -197,6 +210,9 @@ def report(result: dict) -> None:
           f"(stale), {result['superseded']} superseded; controller received {result['controller_late_waypoints']} "
           f"late waypoints; {result['overruns']} servo overruns; {result['timeouts']} inference timeouts, "
           f"{result['refused_observations']} refused observations")
+    if result["recorded_frames"]:
+        print(f"recorded {result['recorded_frames']} frames per camera, {result['recorder_lost_frames']} lost by the "
+              "recorder")
 
 
 def main() -> None:
@@ -209,6 +225,8 @@ def main() -> None:
     parser.add_argument("--steps-per-inference", type=int, default=6)
     parser.add_argument("--dt", type=float, default=0.1, help="policy step (s)")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    parser.add_argument("--record", action="store_true",
+                        help="run each mode twice, without and with both cameras recorded, and compare latency")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint or untrained_checkpoint(Path(tmp) / f"{args.size}.ckpt", args.size)
@@ -217,8 +235,14 @@ def main() -> None:
               f"{os.cpu_count()} CPUs")
         results = []
         for mode in args.modes:
-            results.append(run_mode(mode, checkpoint, args.device, args.seconds, args.steps_per_inference, args.dt))
-            report(results[-1])
+            for record in ((False, True) if args.record else (False,)):
+                results.append(run_mode(mode, checkpoint, args.device, args.seconds, args.steps_per_inference,
+                                        args.dt, record))
+                report(results[-1])
+            if args.record:
+                plain, recorded = results[-2], results[-1]
+                ratio = np.percentile(recorded["chunk_latency_s"], 95) / np.percentile(plain["chunk_latency_s"], 95)
+                print(f"\n{mode}: record/no-record latency p95 ratio: {ratio:.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
