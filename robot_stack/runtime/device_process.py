@@ -13,6 +13,7 @@ handles Ctrl-C and stops them in order — and stop by themselves if the parent 
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing as mp
 import os
@@ -163,6 +164,10 @@ class DeviceProcess(_SPAWN.Process):  # type: ignore[name-defined,misc]
         try:
             set_priority(self.priority_role, f"process '{self.name}'")
             self.setup()
+            # What setup built (imports, drivers, models) lives as long as the process: moved out of the
+            # collector's generations, the loop's collections stay short and do not pause a cycle for long.
+            gc.collect()
+            gc.freeze()
             self._ready_event.set()
             while not self.should_stop():
                 self.step()

@@ -112,3 +112,18 @@ class IdleControl(IdleBackground):
     """Sleeps until stopped, asking for the control loop's priority."""
 
     priority_role = "control"
+
+
+class FreezeReporter(DeviceProcess):
+    """Publishes how many objects the garbage collector has frozen in this process (after setup)."""
+
+    def __init__(self):
+        super().__init__(name="freeze_reporter")
+        self.result = self.own(SharedMemoryRingBuffer.create({"frozen": ((), np.int64)}, 2))
+
+    def step(self) -> None:
+        import gc
+
+        if self.result.count == 0:
+            self.result.put({"frozen": gc.get_freeze_count()})
+        time.sleep(0.01)

@@ -55,3 +55,13 @@ def test_the_video_recorders_encoder_thread_runs_at_background_priority(tmp_path
         assert recorder.stop().frames == 3
     finally:
         buffer.close()
+
+
+def test_what_setup_built_is_frozen_out_of_the_collectors_generations(no_leaked_segments):
+    from runtime_procs import FreezeReporter
+
+    with FreezeReporter() as proc:
+        deadline = now() + 10.0
+        while proc.result.count == 0 and now() < deadline:
+            threading.Event().wait(0.01)
+        assert int(proc.result.get()["frozen"]) > 1000  # the imported modules' objects, at least
