@@ -221,8 +221,8 @@ class RecedingHorizonExecutor:
                 self.stats.plan_gaps += 1
                 self.stats.plan_gap_time += float(times[fresh[0]] - self._plan_end - cfg.dt)
             poses = np.stack([self.action_to_pose(actions[k]) for k in fresh])
-            if self._plan is not None:
-                before = interpolate_poses(*self._plan, [times[fresh[0]]])[0]
+            before = self.planned_pose(times[fresh[0]])
+            if before is not None:
                 self.stats.boundary_jumps.append(float(np.linalg.norm(poses[0, :3] - before[:3])))
             self._pending.extend(zip(fresh, times[fresh].tolist(), poses))
             self._plan = (times[fresh], poses)
