@@ -170,13 +170,13 @@ def test_an_inpainting_request_carries_the_plan_and_the_policy_keeps_its_committ
     planned = np.column_stack([np.linspace(0.40, 0.46, 6), np.linspace(0.10, 0.13, 6)])
     with PolicyClient(serve(load_policy(tiny_checkpoint)).endpoint) as client:
         torch.manual_seed(0)
-        client.submit(obs, t_obs=1.0, plan=(planned, 2))
+        client.submit(obs, t_obs=1.0, timeout=5.0, plan=(planned, 2))
         chunk = _poll(client)
         torch.manual_seed(0)
-        client.submit(obs, t_obs=1.0)
+        client.submit(obs, t_obs=1.0, timeout=5.0)
         plain = _poll(client)
         with pytest.raises(MessageError, match="non_finite"):  # never sent
-            client.submit(obs, t_obs=1.0, plan=(np.full((3, 2), np.nan), 1))
+            client.submit(obs, t_obs=1.0, timeout=5.0, plan=(np.full((3, 2), np.nan), 1))
     np.testing.assert_allclose(chunk.actions[:2], planned[:2], atol=1e-5)  # committed: kept
     # the blended steps are pulled toward the plan: nearer to it than an unguided sample's
     assert np.abs(chunk.actions[2:6] - planned[2:6]).mean() < np.abs(plain.actions[2:6] - planned[2:6]).mean()
@@ -200,7 +200,7 @@ def test_malformed_plans_are_refused(tiny_checkpoint, planned, committed, messag
 
 def test_a_policy_without_plans_refuses_one(serve):
     with PolicyClient(serve().endpoint) as client:
-        client.submit(_obs(), t_obs=1.0, plan=(np.zeros((2, 2)), 1))
+        client.submit(_obs(), t_obs=1.0, timeout=5.0, plan=(np.zeros((2, 2)), 1))  # waits to connect
         with pytest.raises(RemoteError, match="bad_plan.*does not take"):
             _poll(client)
 
