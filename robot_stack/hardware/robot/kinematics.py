@@ -103,11 +103,6 @@ def matrix_to_rotvec(r: np.ndarray) -> np.ndarray:
     return np.array(_rotvec_of_rotation(*np.asarray(r, dtype=np.float64)[:3, :3].ravel().tolist()))
 
 
-def matrix_to_pose(matrix: np.ndarray) -> np.ndarray:
-    """Pose ``[x, y, z, rx, ry, rz]`` of a 4x4 transform (rotation angle in [0, pi], as the UR reports it)."""
-    return np.array(_pose_of_rigid(_rigid_of_matrix(matrix)))
-
-
 def rotation_angle_between(a: Sequence[float], b: Sequence[float]) -> float:
     """Angle (rad, in [0, pi]) of the rotation from rotation vector ``a`` to rotation vector ``b``."""
     qa, qb = _quaternion(*a), _quaternion(*b)
@@ -179,11 +174,6 @@ def _frames(q: Sequence[float]) -> list[Rigid]:
     for i, theta in enumerate(_floats(q)[:6]):
         frames.append(_compose(frames[-1], _dh(theta, i)))
     return frames
-
-
-def flange_frames(q: Sequence[float]) -> list[np.ndarray]:
-    """Base-frame transforms of DH frames 0..6 for joint vector ``q`` (frame 6 = tool flange)."""
-    return [_matrix(t) for t in _frames(q)]
 
 
 def ik_flange_all(t06: np.ndarray) -> np.ndarray:
