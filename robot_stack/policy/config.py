@@ -33,22 +33,39 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from robot_stack.config import ConfigError, load_dataclass, read_yaml
+from robot_stack.policy.rotation_6d import EXTRA_DIMS, ROTATION_KINDS, RotationKind
 
 BUILTIN_TASKS = ("push_t", "push_t_small", "push_t_lowdim", "mug_flip", "sauce")
 
 
 @dataclass
 class FieldConfig:
-    """A slice of a recorded array: the leading ``dims`` columns of ``data/<key>``."""
+    """A slice of a recorded array: the leading ``dims`` columns of ``data/<key>``.
+
+    ``rotation: rotation_6d`` on a pose field (``[x, y, z, rx, ry, rz]``, dims >= 6) makes the network see
+    its rotation in the continuous 6-D representation (``robot_stack.policy.rotation_6d``): ``model_dims``
+    is then ``dims + 3``. Recorded data, observations and actions outside the policy stay axis-angle.
+    """
 
     key: str
     dims: int
+    rotation: RotationKind = "axis_angle"
 
     def __post_init__(self) -> None:
         if not self.key or "/" in self.key:
             raise ConfigError(f"key: must be a dataset array name like 'robot_eef_pose', got {self.key!r}")
         if self.dims < 1:
             raise ConfigError(f"dims: must be >= 1, got {self.dims}")
+        if self.rotation not in ROTATION_KINDS:
+            raise ConfigError(f"{self.key}: rotation must be one of {', '.join(ROTATION_KINDS)}, got {self.rotation!r}")
+        if self.rotation != "axis_angle" and self.dims < 6:
+            raise ConfigError(f"{self.key}: rotation {self.rotation} needs a pose field [x, y, z, rx, ry, rz] "
+                              f"(dims >= 6), got dims {self.dims}")
+
+    @property
+    def model_dims(self) -> int:
+        """Columns the network sees for this field."""
+        return self.dims + EXTRA_DIMS[self.rotation]
 
 
 @dataclass
@@ -217,7 +234,17 @@ class PolicyConfig:
 
     @property
     def action_dim(self) -> int:
+        """Action size as recorded and executed (rotations as rotation vectors)."""
         return sum(f.dims for f in self.action)
+
+    @property
+    def model_action_dim(self) -> int:
+        """Action size the network predicts (``rotation_6d`` fields take 3 more columns)."""
+        return sum(f.model_dims for f in self.action)
+
+    @property
+    def uses_rotation_6d(self) -> bool:
+        return any(f.rotation != "axis_angle" for f in (*self.low_dim, *self.action))
 
     @property
     def camera_keys(self) -> list[str]:

@@ -12,8 +12,10 @@ Low-dim observations and the action are the leading ``dims`` columns of ``data/<
 the concatenation of its fields, in order). Camera frames come from ``frame_cache`` (decoded once,
 resized to ``image_size``, step-aligned, memory-mapped). A sample ``i`` is::
 
-    {"obs": {"camera_<c>": float (n_obs_steps, 3, H, W) in [0, 1], "<low_dim key>": (n_obs_steps, dims)},
-     "action": float (horizon, action_dim)}
+    {"obs": {"camera_<c>": float (n_obs_steps, 3, H, W) in [0, 1], "<low_dim key>": (n_obs_steps, model_dims)},
+     "action": float (horizon, model_action_dim)}
+
+(``model_dims``: a ``rotation: rotation_6d`` pose field arrives with its rotation in the 6-D representation.)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from robot_stack.data.dataset import EpisodeDataset
 from robot_stack.data.timing_convention import DEFAULT_DT, ORIGINAL_ACTION_DELAY_STEPS, TimingConvention
 from robot_stack.policy.config import FieldConfig, PolicyConfig
 from robot_stack.policy.frame_cache import DatasetError, camera_frames
+from robot_stack.policy.rotation_6d import encode_pose
 from robot_stack.policy.sequence_sampler import SequenceSampler
 
 
@@ -37,8 +40,8 @@ from robot_stack.policy.sequence_sampler import SequenceSampler
 class ReplayData:
     """Everything a policy trains on, for all episodes of one dataset."""
 
-    low_dim: dict[str, np.ndarray]  # key -> (N, dims) float32
-    action: np.ndarray  # (N, action_dim) float32
+    low_dim: dict[str, np.ndarray]  # key -> (N, model_dims) float32
+    action: np.ndarray  # (N, model_action_dim) float32
     frame_files: dict[str, Path]  # camera key -> cached (N, H, W, 3) uint8 .npy
     episode_ends: np.ndarray  # (E,) int64
     scene_seeds: dict[int, int] = field(default_factory=dict)  # episode -> simulated scene seed, where recorded
@@ -80,7 +83,7 @@ def load_replay_data(root: str | Path, cfg: PolicyConfig, cache_dir: str | Path 
             arr = read(field.key)
             if arr.shape[1] < field.dims:
                 raise DatasetError(f"{buffer.path}: data/{field.key} has {arr.shape[1]} columns; the config uses {field.dims}")
-            return arr[:, : field.dims].astype(np.float32)
+            return encode_pose(arr[:, : field.dims].astype(np.float32), field.rotation)  # as the network sees it
 
         low_dim = {f.key: columns(f) for f in cfg.low_dim}
         action = np.concatenate([columns(f) for f in cfg.action], axis=1)

@@ -12,7 +12,9 @@ Interface (what the policy server relies on)::
 first: camera images float in [0, 1], RGB, channels first, already resized to the configured
 ``image_size`` (use ``robot_stack.policy.frames.resize_frame`` so run time matches training); low-dim
 arrays may carry more columns than configured, the leading ``dims`` columns are used (same rule as the
-dataset). ``action_pred`` covers the whole horizon, whose step ``n_obs_steps - 1`` is the current
+dataset). Pose fields configured with ``rotation: rotation_6d`` come in and go out as rotation vectors;
+the network, its normalizer and ``compute_loss`` batches (as the dataset reader builds them) hold their
+rotations in the 6-D representation (``robot_stack.policy.rotation_6d``). ``action_pred`` covers the whole horizon, whose step ``n_obs_steps - 1`` is the current
 observation step; ``action`` is the ``n_action_steps`` actions starting there (as in the original).
 """
 
@@ -29,6 +31,7 @@ from robot_stack.policy.config import PolicyConfig
 from robot_stack.policy.noise_schedulers import inference_scheduler, training_scheduler
 from robot_stack.policy.normalizer import LinearNormalizer
 from robot_stack.policy.obs_encoder import ObsEncoder
+from robot_stack.policy.rotation_6d import decode_fields, encode_fields, encode_pose
 from robot_stack.policy.transformer import TransformerForDiffusion
 from robot_stack.policy.unet import ConditionalUnet1D
 
@@ -43,16 +46,20 @@ class DiffusionPolicy(nn.Module):
         self.n_obs_steps = cfg.n_obs_steps
         self.n_action_steps = cfg.n_action_steps
         self.steps_per_inference = cfg.steps_per_inference
-        self.action_dim = cfg.action_dim
+        self.action_dim = cfg.action_dim  # as recorded and executed
+        self.model_action_dim = cfg.model_action_dim  # as the network predicts it
         self.obs_shapes: dict[str, tuple[int, ...]] = {k: (3, *cfg.image_size) for k in cfg.camera_keys}
         self.obs_shapes.update({f.key: (f.dims,) for f in cfg.low_dim})
         self.obs_encoder = ObsEncoder(cfg)
         feat = self.obs_encoder.out_dim
         if cfg.model == "unet":
-            self.model: nn.Module = ConditionalUnet1D(self.action_dim, feat * cfg.n_obs_steps, cfg.unet)
+            self.model: nn.Module = ConditionalUnet1D(self.model_action_dim, feat * cfg.n_obs_steps, cfg.unet)
         else:
-            self.model = TransformerForDiffusion(self.action_dim, feat, cfg.horizon, cfg.n_obs_steps, cfg.transformer)
-        dims = {k: 1 for k in cfg.camera_keys} | {f.key: f.dims for f in cfg.low_dim} | {"action": self.action_dim}
+            self.model = TransformerForDiffusion(self.model_action_dim, feat, cfg.horizon, cfg.n_obs_steps,
+                                                 cfg.transformer)
+        dims = {k: 1 for k in cfg.camera_keys} | {f.key: f.model_dims for f in cfg.low_dim} | \
+            {"action": self.model_action_dim}
+        self._low_dim_fields = {f.key: f for f in cfg.low_dim}
         self.normalizer = LinearNormalizer(dims)
         for key in cfg.camera_keys:
             self.normalizer.set_image_range(key)
@@ -70,7 +77,8 @@ class DiffusionPolicy(nn.Module):
         self.num_inference_steps = num_inference_steps
 
     def fit_normalizer(self, low_dim: Mapping[str, np.ndarray], action: np.ndarray) -> None:
-        """Fit min-max normalization of every low-dim key and the action on (training) data."""
+        """Fit min-max normalization of every low-dim key and the action on (training) data, given as the
+        network sees it (the dataset reader's ``ReplayData``)."""
         for key in self.obs_encoder.low_dim_keys:
             self.normalizer.fit(key, low_dim[key])
         self.normalizer.fit("action", action)
@@ -82,7 +90,7 @@ class DiffusionPolicy(nn.Module):
         ``generator`` fixes noise and diffusion steps (validation uses one so losses are comparable).
         """
         action = self.normalizer.normalize("action", batch["action"])
-        cond = self._encode({k: batch["obs"][k] for k in self.obs_shapes})
+        cond = self._encode({k: batch["obs"][k] for k in self.obs_shapes}, recorded=False)
         b = action.shape[0]
         noise = torch.randn(action.shape, generator=generator, device=action.device, dtype=action.dtype)
         steps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=generator, device=action.device)
@@ -111,10 +119,10 @@ class DiffusionPolicy(nn.Module):
         (observations or committed actions), and ``RuntimeError`` if the network produces non-finite actions.
         """
         obs = self._check_obs(obs_dict)
-        cond = self._encode(obs)
+        cond = self._encode(obs, recorded=True)
         b = next(iter(obs.values())).shape[0]
         inpaint = self._inpainting(planned, committed_steps, b)
-        x = torch.randn((b, self.horizon, self.action_dim), generator=generator, device=self.device)
+        x = torch.randn((b, self.horizon, self.model_action_dim), generator=generator, device=self.device)
         timesteps = self.sampler.timesteps
         for i, t in enumerate(timesteps):
             out = self.model(x, t.to(self.device), cond)
@@ -128,6 +136,8 @@ class DiffusionPolicy(nn.Module):
         action_pred = self.normalizer.unnormalize("action", x)
         if not torch.isfinite(action_pred).all():
             raise RuntimeError("policy produced non-finite actions (NaN/inf); the checkpoint may be corrupt")
+        if self.cfg.uses_rotation_6d:
+            action_pred = torch.from_numpy(decode_fields(self.cfg.action, action_pred.cpu().numpy())).to(self.device)
         start = self.n_obs_steps - 1
         return {"action": action_pred[:, start : start + self.n_action_steps], "action_pred": action_pred}
 
@@ -151,7 +161,9 @@ class DiffusionPolicy(nn.Module):
             raise ValueError(f"committed_steps must be in [0, {k}] (the planned steps), got {committed_steps}")
         if k == 0:
             return None
-        target = torch.zeros((batch, self.horizon, self.action_dim), device=self.device)
+        if self.cfg.uses_rotation_6d:
+            planned = torch.from_numpy(encode_fields(self.cfg.action, planned.cpu().numpy())).to(self.device)
+        target = torch.zeros((batch, self.horizon, self.model_action_dim), device=self.device)
         target[:, start : start + k] = self.normalizer.normalize("action", planned)
         weight = torch.zeros(self.horizon, device=self.device)
         weight[start : start + fixed] = 1.0
@@ -159,12 +171,21 @@ class DiffusionPolicy(nn.Module):
         weight[start + fixed : start + k] = 1.0 - torch.arange(1, free + 1, device=self.device) / (free + 1)
         return target, weight.reshape(1, -1, 1)
 
-    def _encode(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Normalize and encode the first ``n_obs_steps`` of each key into the network's condition."""
+    def _encode(self, obs: Mapping[str, torch.Tensor], recorded: bool) -> torch.Tensor:
+        """Normalize and encode the first ``n_obs_steps`` of each key into the network's condition; low-dim
+        values are ``recorded`` ones (inference) or already in the network's representation (training)."""
         to = self.n_obs_steps
         flat = {}
         for key, value in obs.items():
-            value = value[:, :to, ..., : self.obs_shapes[key][0]] if len(self.obs_shapes[key]) == 1 else value[:, :to]
+            field = self._low_dim_fields.get(key)
+            if field is None:
+                value = value[:, :to]
+            elif not recorded:
+                value = value[:, :to, : field.model_dims]
+            else:
+                value = value[:, :to, : field.dims]
+                if field.rotation != "axis_angle":
+                    value = torch.from_numpy(encode_pose(value.cpu().numpy(), field.rotation)).to(value.device)
             flat[key] = self.normalizer.normalize(key, value).reshape(-1, *value.shape[2:])
         b = next(iter(obs.values())).shape[0]
         features = self.obs_encoder(flat)

@@ -28,7 +28,7 @@ class ObsEncoder(nn.Module):
         vision = cfg.vision
         self.rgb_keys = sorted(cfg.camera_keys)
         self.low_dim_keys = sorted(f.key for f in cfg.low_dim)
-        self.low_dim_sizes = {f.key: f.dims for f in cfg.low_dim}
+        self.low_dim_sizes = {f.key: f.model_dims for f in cfg.low_dim}
         self.image_size = tuple(cfg.image_size)
         self.crop_size = tuple(vision.crop_size) if vision.crop_size is not None else None
         self.share_model = vision.share_model
