@@ -7,6 +7,7 @@ Sections::
     cameras: [{...}, ...] # CameraConfig list, in policy order: camera index i is observation key camera_i
     teleop:  {...}        # TeleopConfig (default: SpaceMouse, 6-DoF; planar when the rig has a scene)
     scene:   {...}        # SceneConfig: a simulated Push-T scene (sim rigs only)
+    gripper: {...}        # GripperConfig (optional): robotiq (the URCap socket on robot_ip) | sim
     cpus:    {control: [1], policy: [1], device: [0], background: [0]}   # optional CPU affinity per role
                           # (robot_stack.runtime.scheduling); roles not listed run on any core
 """
@@ -19,13 +20,14 @@ from typing import Any, Mapping, Optional
 
 from robot_stack.config import ConfigError, load_dataclass, read_yaml
 from robot_stack.hardware.camera.config import CameraConfig
+from robot_stack.hardware.gripper.config import GripperConfig
 from robot_stack.hardware.robot.config import RobotConfig
 from robot_stack.hardware.teleop import TeleopConfig
 from robot_stack.resources import rig_path
 from robot_stack.runtime.scheduling import PRIORITIES, check_cpus
 from robot_stack.sim.pusht import VIEWS, SceneConfig
 
-_SECTIONS = ("name", "robot", "cameras", "teleop", "scene", "cpus")
+_SECTIONS = ("name", "robot", "cameras", "teleop", "scene", "gripper", "cpus")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class RigConfig:
     cameras: tuple[CameraConfig, ...]
     teleop: TeleopConfig
     scene: Optional[SceneConfig] = None
+    gripper: Optional[GripperConfig] = None
     cpus: Optional[Mapping[str, tuple[int, ...]]] = None  # role -> cores (``runtime.scheduling.use_cpus``)
 
     @property
@@ -92,11 +95,21 @@ def load_rig(source: str | Path | Mapping[str, Any]) -> RigConfig:
             cpus = check_cpus(cpus)
         except ValueError as exc:
             raise ConfigError(f"{where}: cpus.{exc}") from None
+    robot = load_dataclass(RobotConfig, data["robot"], f"{where}: robot")
+    gripper = None
+    if data.get("gripper") is not None:
+        section = data["gripper"]
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"{where}: gripper: must be a mapping (see hardware_configs/sim_ur5_gripper.yaml)")
+        if section.get("driver") == "robotiq" and not section.get("host") and robot.robot_ip:
+            section = {**section, "host": robot.robot_ip}  # the URCap serves the gripper on the robot itself
+        gripper = load_dataclass(GripperConfig, section, f"{where}: gripper")
     return RigConfig(
         name=str(name),
-        robot=load_dataclass(RobotConfig, data["robot"], f"{where}: robot"),
+        robot=robot,
         cameras=cameras,
         teleop=load_dataclass(TeleopConfig, teleop_data, f"{where}: teleop"),
         scene=scene,
+        gripper=gripper,
         cpus=cpus or None,
     )

@@ -3,7 +3,7 @@ process starts (and so before anything moves). Each problem is a ``ConfigError``
 
 Checked: a RealSense camera's library loads (libusb), its serial is connected (the error lists what is) or
 its playback file exists; an RTDE robot's dashboard (29999) and RTDE (30004) servers answer within a short
-timeout. Simulated devices need nothing.
+timeout; a Robotiq gripper's URCap socket answers. Simulated devices need nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Callable, Optional, Sequence
 from robot_stack.config import ConfigError
 from robot_stack.hardware.camera.config import CameraConfig
 from robot_stack.hardware.camera.library import load_realsense_driver
+from robot_stack.hardware.gripper.config import GripperConfig
 from robot_stack.hardware.robot.config import RobotConfig
 from robot_stack.rig.config import RigConfig
 
@@ -26,6 +27,8 @@ def preflight(rig: RigConfig, realsense_devices: Optional[Callable[[], Sequence]
     ``realsense_devices`` replaces the USB device query (tests pass software devices)."""
     check_cameras(rig.cameras, realsense_devices)
     check_robot(rig.robot)
+    if rig.gripper is not None:
+        check_gripper(rig.gripper)
 
 
 def check_cameras(cameras: Sequence[CameraConfig], devices: Optional[Callable[[], Sequence]] = None) -> None:
@@ -57,3 +60,21 @@ def check_robot(robot: RobotConfig) -> None:
         probe_controller(robot.robot_ip, min(robot.connect_timeout, _PROBE_TIMEOUT_S))
     except RobotConnectionError as exc:
         raise ConfigError(f"robot: {exc}") from None
+
+
+def check_gripper(gripper: GripperConfig) -> None:
+    """A Robotiq gripper's URCap socket answers (connect, one status query, disconnect)."""
+    if gripper.driver != "robotiq":
+        return
+    from dataclasses import replace
+
+    from robot_stack.hardware.gripper.interface import GripperError
+    from robot_stack.hardware.gripper.robotiq import RobotiqURCapGripper
+
+    probe = RobotiqURCapGripper(replace(gripper, connect_timeout=min(gripper.connect_timeout, _PROBE_TIMEOUT_S)))
+    try:
+        probe.connect()
+    except GripperError as exc:
+        raise ConfigError(f"gripper: {exc}") from None
+    finally:
+        probe.disconnect()

@@ -1,4 +1,4 @@
-"""``start_rig``: run a rig's device processes (teleop device, arm, simulated scene, cameras) under one
+"""``start_rig``: run a rig's device processes (teleop device, arm, gripper, simulated scene, cameras) under one
 ``Supervisor``, so that any of them dying stops all of them, and everything is released on exit."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
 
 from robot_stack.hardware.camera.process import CameraProcess
+from robot_stack.hardware.gripper.controller import GripperController
 from robot_stack.hardware.robot.controller import RobotController
 from robot_stack.hardware.teleop import SpaceMouseDevice, TeleopProcess
 from robot_stack.rig.config import RigConfig
@@ -27,6 +28,7 @@ class Rig:
     scene: Optional[SceneProcess]
     teleop: Optional[TeleopProcess]
     supervisor: Supervisor
+    gripper: Optional[GripperController] = None
 
 
 @contextlib.contextmanager
@@ -45,13 +47,14 @@ def start_rig(config: RigConfig, spacemouse: bool = False, extra: Sequence[Devic
         renderer = scene.renderer(cam.name, tuple(cam.resolution)) if cam.driver == "sim" and scene else None
         cameras.append(CameraProcess(cam, renderer=renderer))
     teleop = TeleopProcess(SpaceMouseDevice) if spacemouse else None
+    gripper = GripperController(config.gripper) if config.gripper is not None else None
     # The teleop device first: a missing SpaceMouse fails before the arm is connected.
-    processes = [*extra] + ([teleop] if teleop else []) + [robot] + ([scene] if scene else []) + cameras
+    processes = [*extra] + ([teleop] if teleop else []) + [robot] + ([gripper] if gripper else []) + ([scene] if scene else []) + cameras
     pinned = os.environ.get(CPUS_ENV)
     use_cpus(config.cpus)  # the processes started below (and this one's encoder threads) take their cores
     try:
         with Supervisor(processes) as supervisor:
-            yield Rig(config, robot, cameras, scene, teleop, supervisor)
+            yield Rig(config, robot, cameras, scene, teleop, supervisor, gripper)
     finally:  # this process may go on (tests, scripts): later rigs must not inherit this one's pinning
         os.environ.pop(CPUS_ENV, None)
         if pinned is not None:

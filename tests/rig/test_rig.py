@@ -1,6 +1,7 @@
 """Rig files: every shipped rig loads; mistakes are named; a started sim rig runs all its devices."""
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,44 @@ def test_started_sim_rig_runs_arm_scene_and_both_cameras() -> None:
 
 def test_a_shipped_rig_can_be_given_by_name() -> None:
     assert load_rig("sim_pusht") == load_rig(CONFIGS / "sim_pusht.yaml")
-    with pytest.raises(ConfigError, match=r"unknown rig 'sim_pushtt'.*sim_pusht, sim_pusht_state, sim_ur5, ur5_cb3_example"):
+    with pytest.raises(ConfigError, match=r"unknown rig 'sim_pushtt'.*sim_pusht, sim_pusht_state, sim_ur5, sim_ur5_gripper, ur5_cb3_example, ur5_cb3_robotiq_example"):
         load_rig("sim_pushtt")
     with pytest.raises(ConfigError, match="rig file not found: nowhere/rig.yaml"):
         load_rig("nowhere/rig.yaml")
+
+
+def test_a_robotiq_gripper_defaults_to_the_robots_address_and_preflight_probes_its_socket() -> None:
+    from robot_stack.hardware.gripper.urcap_loopback import URCapLoopback
+    from robot_stack.rig.preflight import check_gripper
+
+    rig = load_rig(CONFIGS / "ur5_cb3_robotiq_example.yaml")
+    assert rig.gripper.driver == "robotiq" and rig.gripper.host == rig.robot.robot_ip and rig.gripper.port == 63352
+    with URCapLoopback(rig.gripper) as twin:
+        check_gripper(rig.gripper.__class__(**{**rig.gripper.__dict__, "host": "127.0.0.1", "port": twin.port}))
+        assert twin.requests == 1  # one status query
+        port = twin.port
+    with pytest.raises(ConfigError, match=rf"^gripper: Robotiq URCap socket at 127.0.0.1:{port} unreachable"):
+        check_gripper(rig.gripper.__class__(**{**rig.gripper.__dict__, "host": "127.0.0.1", "port": port}))
+
+
+def test_a_bad_gripper_section_is_named() -> None:
+    data = yaml.safe_load((CONFIGS / "sim_ur5_gripper.yaml").read_text())
+    data["gripper"]["force"] = 500
+    with pytest.raises(ConfigError, match=r"gripper.force must be in \(0, 235\]"):
+        load_rig(data)
+    data["gripper"] = [1]
+    with pytest.raises(ConfigError, match="gripper: must be a mapping"):
+        load_rig(data)
+
+
+def test_a_started_gripper_rig_runs_the_gripper_process() -> None:
+    rig = load_rig(CONFIGS / "sim_ur5_gripper.yaml")
+    with start_rig(rig) as running:
+        state = running.gripper.client.get_state()
+        assert state["activated"] and state["width"] == pytest.approx(0.085)
+        running.gripper.client.schedule_waypoint(0.0, now() + 0.2)  # close onto the 4 cm object
+        deadline = now() + 10
+        while now() < deadline and not running.gripper.client.get_state()["object_detected"]:
+            time.sleep(0.01)
+        state = running.gripper.client.get_state()
+        assert state["object_detected"] and state["width"] == pytest.approx(0.04)
