@@ -195,7 +195,7 @@ def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> 
             client = stack.enter_context(PolicyClient(endpoint, token=args.token, timeout=args.inference_timeout))
         check_policy_observations(info, range(len(rig.cameras)), scene_fields=_scene_fields(rig))
         _check_cameras(args.checkpoint, trained_cameras, rig)
-        check_action_dim(info.action_dim)
+        check_action_dim(info.action_dim, rig.gripper is not None)
         _warn_trained_seeds(args, rig, trained_seeds)
         dt = 1.0 / args.frequency if args.frequency else (info.dt or 1.0 / DEFAULT_FREQUENCY)
         config = EvalConfig(episodes=args.episodes, seed=args.seed, base_z=rig.planar_z)
@@ -232,6 +232,7 @@ def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> 
         results = run_evaluation(
             robot.client, {i: c.frames for i, c in enumerate(cameras)}, client, info, config, executor_config,
             rollout_config, scene=scene, recorder=recorder, preview=preview, keys=[terminal],
+            gripper=running.gripper.client if running.gripper is not None else None,
             check=running.supervisor.check, on_status=lambda line: print(line, flush=True),
         )
     print(summarize(results), flush=True)

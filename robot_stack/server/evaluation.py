@@ -30,7 +30,7 @@ from robot_stack.config import ConfigError
 from robot_stack.data.collection import KeySource, RobotHandle, Scene, StatusDisplay
 from robot_stack.data.episode_recorder import EpisodeRecorder, robot_step
 from robot_stack.runtime import SharedMemoryRingBuffer, now
-from robot_stack.server.executor import ExecutorConfig, RecedingHorizonExecutor
+from robot_stack.server.executor import ExecutorConfig, GripperWaypointController, RecedingHorizonExecutor
 from robot_stack.server.observation import ObservationAssembler, ObservationConfig
 from robot_stack.server.policy_service import PolicyInfo
 from robot_stack.server.rollout import RolloutConfig, RolloutStats, run_rollout
@@ -152,6 +152,7 @@ def run_evaluation(
     observation_config: ObservationConfig | None = None,
     *,
     scene: Scene | None = None,
+    gripper: GripperWaypointController | None = None,
     recorder: EpisodeRecorder | None = None,
     preview: StatusDisplay | None = None,
     keys: Sequence[KeySource] = (),
@@ -164,14 +165,15 @@ def run_evaluation(
 
     ``check`` runs regularly (e.g. ``Supervisor.check``: raises if a device process died). An episode being
     recorded when an exception ends the loop is discarded; saved episodes are never affected. ``scene`` may
-    carry its state buffer as ``scene.state`` (the source of ``scene_<field>`` observations).
+    carry its state buffer as ``scene.state`` (the source of ``scene_<field>`` observations). ``gripper``
+    (a rig's ``GripperClient``) executes the width of 7-D actions.
     """
     assembler = ObservationAssembler(info, executor_config.dt, cameras, robot.state, observation_config,
                                      clock=clock, scene_state=getattr(scene, "state", None))
     results: list[EpisodeResult] = []
     for i in range(config.episodes):
         episode = _Episode(i, config.seed + i, robot, info, config, executor_config, scene, recorder, preview, keys,
-                           check, clock, sleep, cameras)
+                           check, clock, sleep, cameras, gripper)
         try:
             result = episode.run(assembler, client, rollout_config)
         finally:
@@ -191,11 +193,11 @@ class _Episode:
     """State of one episode: end conditions, recording and preview, driven by the rollout's ticks."""
 
     def __init__(self, index, seed, robot, info, config, executor_config, scene, recorder, preview, keys, check,
-                 clock, sleep, cameras):
+                 clock, sleep, cameras, gripper=None):
         self.index, self.seed, self.robot, self.info = index, seed, robot, info
         self.config, self.executor_config = config, executor_config
         self.scene, self.recorder, self.preview, self.keys, self.check = scene, recorder, preview, keys, check
-        self.clock, self.sleep, self.cameras = clock, sleep, cameras
+        self.clock, self.sleep, self.cameras, self.gripper = clock, sleep, cameras, gripper
         self.dt = executor_config.dt
         self.command: str | None = None
         self.scene_state: dict[str, np.ndarray] | None = None
@@ -218,7 +220,8 @@ class _Episode:
         if executor_config.steps_per_inference is None:  # not chosen by the caller: the policy's own
             executor_config = replace(executor_config, steps_per_inference=self.info.steps_per_inference)
         self.executor = RecedingHorizonExecutor(
-            self.robot, executor_config, self.info.n_action_steps, self.info.action_dim, base, clock=self.clock
+            self.robot, executor_config, self.info.n_action_steps, self.info.action_dim, base, clock=self.clock,
+            gripper=self.gripper,
         )
         self.t_start = self.next_step = self.next_preview = self.clock()
         if self.recorder is not None:

@@ -28,8 +28,10 @@ the last waypoint — the controller's trajectory stays at its final knot — an
 
 Safety. A chunk with any NaN/inf action is rejected whole (nothing of it is scheduled). An action is a
 pose's leading ``Da`` components (``Da`` <= 6); the others come from ``base_pose`` (for Push-T: the
-episode's start height and orientation, with x, y from the policy). Workspace and speed limits are the
-controller's job (it rejects or time-stretches offending waypoints).
+episode's start height and orientation, with x, y from the policy). With a gripper, a 7-D action is the
+full pose plus the finger width (m), scheduled on the gripper process at the same time as its pose, under
+the same on-time rule. Workspace and speed limits are the controller's job (it rejects or time-stretches
+offending waypoints; the gripper process rejects widths outside its stroke).
 """
 
 from __future__ import annotations
@@ -57,6 +59,12 @@ class WaypointController(Protocol):
     """What the executor needs from the arm (``RobotController`` / ``RobotClient`` have it)."""
 
     def schedule_waypoint(self, pose: Sequence[float], target_time: float) -> None: ...
+
+
+class GripperWaypointController(Protocol):
+    """What the executor needs from a gripper (``GripperClient`` has it)."""
+
+    def schedule_waypoint(self, width: float, target_time: float) -> None: ...
 
 
 @dataclass
@@ -140,12 +148,21 @@ class ExecutionStats:
     boundary_jumps: list[float] = field(default_factory=list)
 
 
-def check_action_dim(action_dim: int) -> None:
-    """``ConfigError`` unless the executor can run actions of ``action_dim`` dimensions."""
-    if not 1 <= action_dim <= 6:
+GRIPPER_ACTION_DIM = 7  # [x, y, z, rx, ry, rz, width]
+
+
+def check_action_dim(action_dim: int, has_gripper: bool = False) -> None:
+    """``ConfigError`` unless the executor can run actions of ``action_dim`` dimensions on this rig."""
+    if action_dim == GRIPPER_ACTION_DIM and not has_gripper:
+        raise ConfigError(
+            "the policy's action has 7 dimensions (a TCP pose and a gripper width), but the rig has no gripper: "
+            "use a rig with a gripper: section (e.g. sim_ur5_gripper)"
+        )
+    if not 1 <= action_dim <= (GRIPPER_ACTION_DIM if has_gripper else 6):
         raise ConfigError(
             f"the policy's action has {action_dim} dimensions; the executor maps actions onto the leading "
-            "components of a 6-D TCP pose [x, y, z, rx, ry, rz], so 1-6 are supported"
+            "components of a 6-D TCP pose [x, y, z, rx, ry, rz], so 1-6 are supported, and 7 (the pose and a "
+            "gripper width) on a rig with a gripper"
         )
 
 
@@ -164,12 +181,14 @@ class RecedingHorizonExecutor:
         action_dim: int,
         base_pose: Sequence[float],
         clock: Callable[[], float] = now,
+        gripper: GripperWaypointController | None = None,
     ):
-        check_action_dim(action_dim)
+        check_action_dim(action_dim, gripper is not None)
         base = np.asarray(base_pose, dtype=np.float64)
         if base.shape != (6,) or not np.isfinite(base).all():
             raise ValueError(f"base_pose must be a finite 6-D pose, got {base}")
         self.controller = controller
+        self.gripper = gripper if action_dim == GRIPPER_ACTION_DIM else None
         self.config = config
         self.n_action_steps = n_action_steps
         self.action_dim = action_dim
@@ -191,7 +210,8 @@ class RecedingHorizonExecutor:
     def action_to_pose(self, action: np.ndarray) -> np.ndarray:
         """The 6-D pose for one action: ``base_pose`` with its leading ``action_dim`` components replaced."""
         pose = self.base_pose.copy()
-        pose[: self.action_dim] = action
+        n = min(self.action_dim, 6)
+        pose[:n] = action[:n]
         return pose
 
     def accept(self, chunk: ActionChunk) -> ChunkOutcome:
@@ -221,6 +241,8 @@ class RecedingHorizonExecutor:
                 self.stats.plan_gaps += 1
                 self.stats.plan_gap_time += float(times[fresh[0]] - self._plan_end - cfg.dt)
             poses = np.stack([self.action_to_pose(actions[k]) for k in fresh])
+            if self.gripper is not None:  # the width travels with its pose as a 7th column
+                poses = np.concatenate([poses, actions[fresh, 6:7]], axis=1)
             before = self.planned_pose(times[fresh[0]])
             if before is not None:
                 self.stats.boundary_jumps.append(float(np.linalg.norm(poses[0, :3] - before[:3])))
@@ -248,7 +270,9 @@ class RecedingHorizonExecutor:
                 self._current.dropped.append(k)  # the loop fell behind (CPU contention): never late
                 self.stats.dropped += 1
                 continue
-            self.controller.schedule_waypoint(pose, t_k)
+            self.controller.schedule_waypoint(pose[:6], t_k)
+            if self.gripper is not None:
+                self.gripper.schedule_waypoint(float(pose[6]), t_k)
             if not self._current.scheduled:
                 self.stats.first_action_delays.append(t_k - self._current.t_obs)
             self._current.scheduled.append(k)
@@ -257,10 +281,11 @@ class RecedingHorizonExecutor:
         return handed
 
     def planned_pose(self, t: float) -> np.ndarray | None:
-        """The current plan's pose at time ``t`` (held at its ends); ``None`` before the first plan."""
+        """The current plan's pose at time ``t`` (held at its ends; a 7th value: the gripper width on gripper
+        rigs); ``None`` before the first plan."""
         if self._plan is None:
             return None
-        return interpolate_poses(*self._plan, [t])[0]
+        return self._interpolate(self._plan, np.asarray([t]))[0]
 
     def plan_for(self, t_obs: float) -> tuple[np.ndarray, int] | None:
         """What the current plan holds for the chunk about to be requested from observations at ``t_obs``:
@@ -274,7 +299,8 @@ class RecedingHorizonExecutor:
         t_k = t_k[t_k <= times[-1] + 1e-9]
         if len(t_k) == 0:
             return None
-        planned = interpolate_poses(times, poses, t_k)[:, : self.action_dim]
+        planned = self._interpolate(self._plan, t_k)
+        planned = planned if self.gripper is not None else planned[:, : self.action_dim]
         worst = max(self._recent_latencies) if self._recent_latencies else 0.0
         arrives = t_obs + worst + cfg.robot_latency + cfg.margin
         return planned, int(np.sum(t_k < arrives))
@@ -293,6 +319,15 @@ class RecedingHorizonExecutor:
         # The next chunk's first on-time action must come no later than one step after the plan's end.
         latest = self._plan_end + cfg.dt - worst - cfg.robot_latency - cfg.margin
         return min(nominal, latest)
+
+    @staticmethod
+    def _interpolate(plan: tuple[np.ndarray, np.ndarray], t: np.ndarray) -> np.ndarray:
+        """Poses of ``plan`` at times ``t`` (rotations slerped), a gripper column linearly."""
+        times, poses = plan
+        out = interpolate_poses(times, poses[:, :6], t)
+        if poses.shape[1] > 6:
+            out = np.concatenate([out, np.interp(t, times, poses[:, 6])[:, None]], axis=1)
+        return out
 
     def _supersede(self) -> None:
         if self._pending:

@@ -185,8 +185,36 @@ def test_config_validation():
         ExecutorConfig(steps_per_inference=0)
     with pytest.raises(ConfigError, match="lookahead"):
         ExecutorConfig(lookahead=0.01)
-    with pytest.raises(ConfigError, match="1-6 are supported"):
+    with pytest.raises(ConfigError, match="7 dimensions .* but the rig has no gripper"):
         RecedingHorizonExecutor(RecordingController(), ExecutorConfig(), 8, 7, BASE)
+    with pytest.raises(ConfigError, match="1-6 are supported, and 7 .* on a rig with a gripper"):
+        RecedingHorizonExecutor(RecordingController(), ExecutorConfig(), 8, 10, BASE, gripper=RecordingGripper())
+
+
+class RecordingGripper:
+    def __init__(self):
+        self.waypoints: list[tuple[float, float]] = []
+
+    def schedule_waypoint(self, width, target_time):
+        self.waypoints.append((float(width), float(target_time)))
+
+
+def test_a_gripper_width_is_scheduled_with_its_pose_under_the_same_on_time_rule():
+    clock = FakeClock(10.25)
+    cfg = ExecutorConfig(dt=0.1, robot_latency=0.01, margin=0.005)
+    arm, gripper = ClockedController(clock), RecordingGripper()
+    ex = RecedingHorizonExecutor(arm, cfg, 8, 7, BASE, clock=clock, gripper=gripper)
+    actions = np.tile(BASE, (8, 1)) + np.array([0.01, 0, 0, 0, 0, 0]) * np.arange(8)[:, None]
+    widths = np.linspace(0.085, 0.0, 8)[:, None]
+    chunk = ActionChunk(1, np.concatenate([actions, widths], axis=1), 10.0, 10.0, 10.25, 0.25)
+    outcome = ex.accept(chunk)
+    _tick_until(ex, clock, 11.0)
+    assert outcome.dropped == [0, 1, 2] and outcome.scheduled == [3, 4, 5, 6, 7]
+    assert [t for _, t in gripper.waypoints] == [t for t, _ in arm.handed]  # same times as the poses
+    np.testing.assert_allclose([w for w, _ in gripper.waypoints], widths[3:, 0])
+    assert all(len(w.pose) == 6 for w in arm.waypoints)  # the arm gets poses only
+    planned, _ = ex.plan_for(10.3)  # inpainting plans carry the width too
+    assert planned.shape[1] == 7 and planned[0, 6] == pytest.approx(widths[3, 0])
 
 
 def test_action_delay_steps_shift_action_times():
