@@ -180,6 +180,7 @@ def _collect(args, rig, device, profile, config, mapper) -> int:
         print("keys: c start  s stop+save  x discard  q quit", flush=True)
         stats = run_collection(
             robot.client, teleop, mapper, recorder, config, scene=scene, on_episode_start=on_episode_start,
+            gripper=running.gripper.client if running.gripper is not None else None,
             keys=[terminal], preview=preview, check=running.supervisor.check,
             on_status=lambda line: print(line, flush=True),
         )

@@ -8,7 +8,11 @@ Every control period (``1 / frequency``, 10 Hz by default) the loop
 2. while an episode is being recorded, records one step: ``timestamp`` (the robot state's, runtime clock),
    ``action`` (the commanded target pose, plus the gripper command on rigs with a gripper), the robot state
    (``robot_eef_pose``, ``robot_eef_pose_vel``, ``robot_joint``, ``robot_joint_vel``) and, in simulation,
-   the scene state (``scene_<field>``); the cameras record video in the background;
+   the scene state (``scene_<field>``); the cameras record video in the background. With a gripper
+   process (``gripper``), the teleop's open/close is scheduled on it as a width waypoint (0 closed, fully
+   open otherwise) at the pose's target time, the action's 7th column is that width (m) and
+   ``gripper_width`` records the measured width; without one, ``config.gripper`` appends the bare command
+   (1 closed, 0 open);
 3. handles the operator's keys and buttons: ``c`` start an episode, ``s`` stop and save it, ``x`` or
    Backspace discard the episode being recorded (or, if none, the last saved one), ``q``/Esc quit
    (an episode still being recorded is discarded). Teleop buttons ``record_toggle`` and ``discard_last``
@@ -68,6 +72,16 @@ class RobotHandle(Protocol):
     def schedule_waypoint(self, pose: Sequence[float], target_time: float) -> None: ...
 
 
+class GripperHandle(Protocol):
+    """The part of ``GripperClient`` the loop uses."""
+
+    max_width: float
+
+    def get_state(self) -> dict[str, np.ndarray]: ...
+
+    def schedule_waypoint(self, width: float, target_time: float) -> None: ...
+
+
 class Scene(Protocol):
     """The part of the simulated scene (``SceneProcess``) the loop uses."""
 
@@ -100,7 +114,7 @@ class CollectConfig:
     success_hold: float = 0.5  # auto: s the scene must report success before the episode ends
     finish_coverage: float | None = None  # auto: end at this goal coverage instead (see demo_finished)
     seed: int = 0  # scene seed of the k-th started episode: seed + k
-    gripper: bool = False  # append the gripper command (1 closed, 0 open) to each action
+    gripper: bool = False  # no gripper process: append the bare command (1 closed, 0 open) to each action
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.frequency <= 100.0:
@@ -139,6 +153,7 @@ def run_collection(
     config: CollectConfig,
     *,
     scene: Scene | None = None,
+    gripper: GripperHandle | None = None,
     on_episode_start: Callable[[int], None] | None = None,
     keys: Sequence[KeySource] = (),
     preview: StatusDisplay | None = None,
@@ -152,7 +167,7 @@ def run_collection(
     An episode being recorded when the loop ends (quit, Ctrl-C, a dead process) is discarded; saved episodes
     are never affected.
     """
-    loop = _CollectionLoop(robot, teleop, mapper, recorder, config, scene, on_episode_start, on_status)
+    loop = _CollectionLoop(robot, teleop, mapper, recorder, config, scene, on_episode_start, on_status, gripper)
     try:
         loop.run(keys, preview, check)
     finally:
@@ -166,8 +181,9 @@ def run_collection(
 
 
 class _CollectionLoop:
-    def __init__(self, robot, teleop, mapper, recorder, config, scene, on_episode_start, on_status):
+    def __init__(self, robot, teleop, mapper, recorder, config, scene, on_episode_start, on_status, gripper=None):
         self.robot, self.teleop, self.mapper, self.recorder = robot, teleop, mapper, recorder
+        self.gripper = gripper
         self.config, self.scene, self.on_episode_start, self.on_status = config, scene, on_episode_start, on_status
         self.dt = 1.0 / config.frequency
         self.stats = CollectStats()
@@ -230,14 +246,23 @@ class _CollectionLoop:
             self.stats.stale_robot += 1
             return []
         command = self.mapper.update(reading)
-        self.robot.schedule_waypoint(command.target, t_state + ACTION_DELAY_STEPS * self.dt)
+        t_target = t_state + ACTION_DELAY_STEPS * self.dt
+        self.robot.schedule_waypoint(command.target, t_target)
+        width = None
+        if self.gripper is not None:
+            width = 0.0 if command.gripper_closed else self.gripper.max_width
+            self.gripper.schedule_waypoint(width, t_target)
         if self.scene is not None:
             self.scene_state = self.scene.get_state()
         if self.recorder.recording:
             action = command.target
-            if self.config.gripper:
+            extra: dict[str, np.ndarray] = {}
+            if width is not None:
+                action = np.append(action, width)
+                extra["gripper_width"] = np.asarray([self.gripper.get_state()["width"]], dtype=np.float64)
+            elif self.config.gripper:
                 action = np.append(action, float(command.gripper_closed))
-            step = {"timestamp": np.float64(t_state), "action": action, **robot_step(state)}
+            step = {"timestamp": np.float64(t_state), "action": action, **robot_step(state), **extra}
             if self.scene_state is not None:
                 step.update({f"scene_{k}": v for k, v in self.scene_state.items() if k != "timestamp"})
             self.recorder.add_step(step)

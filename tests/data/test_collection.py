@@ -103,6 +103,44 @@ def test_buttons_toggle_recording_and_stale_teleop_is_counted(tmp_path):
     assert recorder.dataset.replay_buffer.episode_lengths.tolist() == [4]
 
 
+def test_the_gripper_button_schedules_widths_on_the_gripper_and_both_are_recorded(tmp_path):
+    ws = Workspace(min=(0.2, -0.3, 0.0), max=(0.7, 0.3, 0.4))
+    mapper = TeleopMapper(load_profile("spacemouse"), ws, dt=0.02)
+    polls = {"n": 0}
+
+    class Buttons:
+        def read(self):
+            polls["n"] += 1
+            buttons = np.zeros(16, bool)
+            buttons[0] = polls["n"] in (2, 9)  # record_toggle: start, then stop
+            buttons[1] = polls["n"] == 5  # gripper_toggle: close
+            return TeleopState(np.zeros(6), buttons, now())
+
+    class StandInGripper:
+        max_width = 0.085
+
+        def __init__(self):
+            self.waypoints: list[tuple[float, float]] = []
+
+        def schedule_waypoint(self, width, target_time):
+            self.waypoints.append((float(width), float(target_time)))
+
+        def get_state(self):
+            return {"width": np.float64(self.waypoints[-1][0] if self.waypoints else 0.085)}
+
+    robot, gripper = StandInRobot(), StandInGripper()
+    recorder = EpisodeRecorder(EpisodeDataset.open(tmp_path / "ds", mode="a"))
+    stats = run_collection(robot, Buttons(), mapper, recorder, CollectConfig(frequency=50.0, episodes=1),
+                           gripper=gripper)
+    assert stats.saved == [0]
+    ep = recorder.dataset.replay_buffer.get_episode(0)
+    assert ep["action"].shape[1] == 7 and ep["gripper_width"].shape[1] == 1
+    assert ep["action"][0, 6] == 0.085 and ep["action"][-1, 6] == 0.0  # open, then closed: widths in m
+    np.testing.assert_array_equal(ep["gripper_width"][:, 0], ep["action"][:, 6])  # the stand-in is instant
+    # Each width went to the gripper at its pose's target time.
+    assert [t for _, t in gripper.waypoints] == [t for _, t in robot.waypoints]
+
+
 def sim_pusht():
     robot_cfg = load_robot_config(ROOT / "hardware_configs" / "sim_ur5.yaml")
     scene_cfg = load_dataclass(SceneConfig, read_yaml(ROOT / "hardware_configs" / "sim_pusht.yaml")["scene"], "scene")

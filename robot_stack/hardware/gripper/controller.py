@@ -153,9 +153,10 @@ class GripperLoop:
 class GripperClient:
     """Handle to a ``GripperController``'s command queue and state buffer; picklable, usable from any process."""
 
-    def __init__(self, commands: SharedMemoryQueue, state: SharedMemoryRingBuffer):
+    def __init__(self, commands: SharedMemoryQueue, state: SharedMemoryRingBuffer, max_width: float):
         self.commands = commands
         self.state = state
+        self.max_width = max_width  # m, fully open
 
     def schedule_waypoint(self, width: float, target_time: float) -> None:
         """Have the fingers at ``width`` m at runtime-clock time ``target_time``."""
@@ -184,7 +185,7 @@ class GripperController(DeviceProcess):
         self.gripper_factory = gripper_factory
         self.state = self.own(SharedMemoryRingBuffer.create(GRIPPER_STATE_SPEC, max(64, int(2 * rate_hz))))
         self.commands = self.own(SharedMemoryQueue.create(GRIPPER_COMMAND_SPEC, command_capacity))
-        self.client = GripperClient(self.commands, self.state)
+        self.client = GripperClient(self.commands, self.state, config.spec.stroke)
         self._loop: GripperLoop | None = None
 
     def setup(self) -> None:
