@@ -35,15 +35,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import contextlib
+
     from robot_stack.data.dataset import EpisodeDataset
     from robot_stack.data.replay import replay_episode
-    from robot_stack.hardware.robot.config import load_robot_config
+    from robot_stack.hardware.gripper.controller import GripperController
     from robot_stack.hardware.robot.controller import RobotController
-    from robot_stack.rig.preflight import check_robot
+    from robot_stack.rig import load_rig
+    from robot_stack.rig.preflight import check_gripper, check_robot
 
     if args.max_error is not None and not args.max_error > 0:
         raise ConfigError(f"--max-error must be > 0 mm, got {args.max_error}")
-    robot_cfg = load_robot_config(args.rig)
+    rig = load_rig(args.rig)
+    robot_cfg = rig.robot
     with EpisodeDataset.open(args.dataset) as dataset:
         try:
             episode = dataset.replay_buffer.get_episode(args.episode)
@@ -51,8 +55,13 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--episode: {exc}") from None
         timing = dataset.timing_convention()
     check_robot(robot_cfg)
-    with RobotController(robot_cfg) as robot:
-        report = replay_episode(robot.client, episode, timing.action_delay_steps)
+    if rig.gripper is not None:
+        check_gripper(rig.gripper)
+    with contextlib.ExitStack() as stack:
+        robot = stack.enter_context(RobotController(robot_cfg))
+        gripper = stack.enter_context(GripperController(rig.gripper)) if rig.gripper is not None else None
+        report = replay_episode(robot.client, episode, timing.action_delay_steps,
+                                gripper=gripper.client if gripper is not None else None)
     print(report.summary(), flush=True)
     if args.max_error is not None and report.position_error_p95 * 1e3 > args.max_error:
         print(f"p95 position error {report.position_error_p95 * 1e3:.2f} mm exceeds --max-error {args.max_error} mm",
