@@ -66,17 +66,17 @@ def decode_pose(values: np.ndarray, kind: RotationKind) -> np.ndarray:
 
 def encode_fields(fields, values: np.ndarray) -> np.ndarray:
     """Recorded columns of consecutive fields (each with ``dims``, ``rotation``) -> the network's, per field."""
-    parts, start = [], 0
-    for f in fields:
-        parts.append(encode_pose(values[..., start : start + f.dims], f.rotation))
-        start += f.dims
-    return np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+    return _per_field(fields, values, lambda f: f.dims, encode_pose)
 
 
 def decode_fields(fields, values: np.ndarray) -> np.ndarray:
     """The inverse of ``encode_fields``: the network's columns (``model_dims`` per field) -> recorded ones."""
+    return _per_field(fields, values, lambda f: f.model_dims, decode_pose)
+
+
+def _per_field(fields, values: np.ndarray, width, convert) -> np.ndarray:
     parts, start = [], 0
     for f in fields:
-        parts.append(decode_pose(values[..., start : start + f.model_dims], f.rotation))
-        start += f.model_dims
+        parts.append(convert(values[..., start : start + width(f)], f.rotation))
+        start += width(f)
     return np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]

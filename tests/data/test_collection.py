@@ -42,6 +42,20 @@ class StandInRobot:
         self.waypoints.append((np.array(pose), float(target_time)))
 
 
+class ButtonScript:
+    """A teleop device whose buttons are pressed on the given reads: {button: (read numbers...)}."""
+
+    def __init__(self, presses: dict[int, tuple[int, ...]], axes=(0.0,) * 6, stale_polls: tuple[int, ...] = ()):
+        self.presses, self.axes, self.stale_polls, self.reads = presses, list(axes), stale_polls, 0
+
+    def read(self) -> TeleopState:
+        self.reads += 1
+        buttons = np.zeros(16, bool)
+        for button, reads in self.presses.items():
+            buttons[button] = self.reads in reads
+        return TeleopState(self.axes, buttons, now() - (5.0 if self.reads in self.stale_polls else 0.0))
+
+
 class KeyScript:
     """Types the given keys on the given poll numbers."""
 
@@ -87,18 +101,9 @@ def test_keys_start_stop_discard_and_keyboard_teleop(tmp_path):
 def test_buttons_toggle_recording_and_stale_teleop_is_counted(tmp_path):
     ws = Workspace(min=(0.2, -0.3, 0.0), max=(0.7, 0.3, 0.4))
     mapper = TeleopMapper(load_profile("spacemouse"), ws, dt=0.02)
-    polls = {"n": 0}
-
-    class Buttons:
-        def read(self):
-            polls["n"] += 1
-            buttons = np.zeros(16, bool)
-            buttons[0] = polls["n"] in (2, 6)  # record_toggle pressed twice
-            stale = polls["n"] == 4
-            return TeleopState([0.0, 1.0, 0, 0, 0, 0], buttons, now() - (5.0 if stale else 0.0))
-
+    buttons = ButtonScript({0: (2, 6)}, axes=[0.0, 1.0, 0, 0, 0, 0], stale_polls=(4,))  # record_toggle twice
     recorder = EpisodeRecorder(EpisodeDataset.open(tmp_path / "ds", mode="a"))
-    stats = run_collection(StandInRobot(), Buttons(), mapper, recorder, CollectConfig(frequency=50.0, episodes=1))
+    stats = run_collection(StandInRobot(), buttons, mapper, recorder, CollectConfig(frequency=50.0, episodes=1))
     assert stats.saved == [0] and stats.stale_teleop == 1
     assert recorder.dataset.replay_buffer.episode_lengths.tolist() == [4]
 
@@ -106,16 +111,6 @@ def test_buttons_toggle_recording_and_stale_teleop_is_counted(tmp_path):
 def test_the_gripper_button_schedules_widths_on_the_gripper_and_both_are_recorded(tmp_path):
     ws = Workspace(min=(0.2, -0.3, 0.0), max=(0.7, 0.3, 0.4))
     mapper = TeleopMapper(load_profile("spacemouse"), ws, dt=0.02)
-    polls = {"n": 0}
-
-    class Buttons:
-        def read(self):
-            polls["n"] += 1
-            buttons = np.zeros(16, bool)
-            buttons[0] = polls["n"] in (2, 9)  # record_toggle: start, then stop
-            buttons[1] = polls["n"] == 5  # gripper_toggle: close
-            return TeleopState(np.zeros(6), buttons, now())
-
     class StandInGripper:
         max_width = 0.085
 
@@ -130,7 +125,8 @@ def test_the_gripper_button_schedules_widths_on_the_gripper_and_both_are_recorde
 
     robot, gripper = StandInRobot(), StandInGripper()
     recorder = EpisodeRecorder(EpisodeDataset.open(tmp_path / "ds", mode="a"))
-    stats = run_collection(robot, Buttons(), mapper, recorder, CollectConfig(frequency=50.0, episodes=1),
+    buttons = ButtonScript({0: (2, 9), 1: (5,)})  # record_toggle: start, stop; gripper_toggle: close
+    stats = run_collection(robot, buttons, mapper, recorder, CollectConfig(frequency=50.0, episodes=1),
                            gripper=gripper)
     assert stats.saved == [0]
     ep = recorder.dataset.replay_buffer.get_episode(0)
