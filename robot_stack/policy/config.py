@@ -35,7 +35,7 @@ from typing import Any, Literal, Mapping
 from robot_stack.config import ConfigError, load_dataclass, read_yaml
 from robot_stack.policy.rotation_6d import EXTRA_DIMS, ROTATION_KINDS, RotationKind
 
-BUILTIN_TASKS = ("push_t", "push_t_small", "push_t_lowdim", "mug_flip", "sauce")
+BUILTIN_TASKS = ("push_t", "push_t_small", "push_t_lowdim", "push_t_lowdim_small", "mug_flip", "sauce")
 
 
 @dataclass

@@ -57,7 +57,7 @@ def test_user_errors_are_reported_without_traceback(tmp_path: Path, line_dataset
     assert main(base) == 2
     assert "--config is required" in capsys.readouterr().err
     assert main([*base, "--config", "pushT"]) == 2
-    assert "push_t, push_t_small, push_t_lowdim, mug_flip, sauce" in capsys.readouterr().err
+    assert "push_t, push_t_small, push_t_lowdim, push_t_lowdim_small, mug_flip, sauce" in capsys.readouterr().err
     assert main(["train", "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "r"), "--config", str(config)]) == 2
     assert "no replay buffer" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"

@@ -226,13 +226,16 @@ def test_invalid_configs_are_rejected(override: dict, message: str) -> None:
 
 
 def test_unknown_task_config_names_the_choices() -> None:
-    with pytest.raises(ConfigError, match="push_t, push_t_small, push_t_lowdim, mug_flip, sauce"):
+    with pytest.raises(ConfigError, match="push_t, push_t_small, push_t_lowdim, push_t_lowdim_small, mug_flip, sauce"):
         load_task_config("pushT")
 
 
 def test_builtin_task_configs() -> None:
     push_t, mug, sauce = (load_task_config(n).policy for n in ("push_t", "mug_flip", "sauce"))
     assert push_t.action_dim == 2 and mug.action_dim == 6 and sauce.action_dim == 6
+    # 6-DoF tasks learn rotations in the 6-D representation: 9 network columns for a 6-D pose
+    assert mug.model_action_dim == 9 and sauce.model_action_dim == 9 and push_t.model_action_dim == 2
+    assert all(f.rotation == "rotation_6d" for f in (*mug.low_dim, *sauce.low_dim))
     assert mug.camera_keys == ["camera_0", "camera_1"]
     assert tuple(mug.unet.down_dims) == (256, 512, 1024) and mug.unet.kernel_size == 5
     assert mug.transformer.n_layer == 8 and mug.transformer.n_emb == 256
