@@ -121,6 +121,13 @@ def _scene_fields(rig: RigConfig) -> list[str]:
     return [f for f in SCENE_STATE_SPEC if f != "timestamp"] if rig.scene is not None else []
 
 
+def _gripper_fields(rig: RigConfig) -> list[str]:
+    """The gripper state fields a policy may observe as ``gripper_<field>`` (none without a gripper)."""
+    from robot_stack.hardware.gripper.controller import GRIPPER_STATE_SPEC
+
+    return [f for f in GRIPPER_STATE_SPEC if f != "timestamp"] if rig.gripper is not None else []
+
+
 def _evaluate_lockstep(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> int:
     from tqdm import tqdm
 
@@ -193,7 +200,8 @@ def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> 
             policy_processes.append(policy)
             endpoint = policy.endpoint
             client = stack.enter_context(PolicyClient(endpoint, token=args.token, timeout=args.inference_timeout))
-        check_policy_observations(info, range(len(rig.cameras)), scene_fields=_scene_fields(rig))
+        check_policy_observations(info, range(len(rig.cameras)), scene_fields=_scene_fields(rig),
+                                  gripper_fields=_gripper_fields(rig))
         _check_cameras(args.checkpoint, trained_cameras, rig)
         check_action_dim(info.action_dim, rig.gripper is not None)
         _warn_trained_seeds(args, rig, trained_seeds)

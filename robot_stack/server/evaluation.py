@@ -169,7 +169,8 @@ def run_evaluation(
     (a rig's ``GripperClient``) executes the width of 7-D actions.
     """
     assembler = ObservationAssembler(info, executor_config.dt, cameras, robot.state, observation_config,
-                                     clock=clock, scene_state=getattr(scene, "state", None))
+                                     clock=clock, scene_state=getattr(scene, "state", None),
+                                     gripper_state=getattr(gripper, "state", None))
     results: list[EpisodeResult] = []
     for i in range(config.episodes):
         episode = _Episode(i, config.seed + i, robot, info, config, executor_config, scene, recorder, preview, keys,

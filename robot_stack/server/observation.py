@@ -39,14 +39,16 @@ def policy_images(frames: Sequence[np.ndarray], size: tuple[int, int]) -> np.nda
 
 
 SCENE_PREFIX = "scene_"  # low-dim keys read from the simulated scene's state (as the recorder names them)
+GRIPPER_PREFIX = "gripper_"  # low-dim keys read from the gripper's state (gripper_width: its "width" field)
 
 
 def check_policy_observations(info: PolicyInfo, camera_indices: Collection[int],
                               state_fields: Mapping[str, str] = ROBOT_STATE_FIELDS,
-                              scene_fields: Collection[str] = ()) -> None:
+                              scene_fields: Collection[str] = (), gripper_fields: Collection[str] = ()) -> None:
     """``ConfigError`` unless every observation of the policy has a source: camera ``camera_<i>`` among
-    ``camera_indices``, low-dim keys among ``state_fields`` or ``scene_<field>`` for a field of the scene
-    state (``scene_fields``; none on real rigs). (Run before a rig starts, and by the assembler.)"""
+    ``camera_indices``, low-dim keys among ``state_fields``, ``scene_<field>`` for a field of the scene
+    state (``scene_fields``; none on real rigs) or ``gripper_<field>`` for a field of the gripper state
+    (``gripper_fields``; none without a gripper). (Run before a rig starts, and by the assembler.)"""
     for key, shape in info.obs_shapes.items():
         if len(shape) == 3:
             if _camera_index(key) not in camera_indices:
@@ -59,6 +61,12 @@ def check_policy_observations(info: PolicyInfo, camera_indices: Collection[int],
                 where = f"the scene provides {', '.join(SCENE_PREFIX + f for f in sorted(scene_fields))}" \
                     if scene_fields else "this rig has no simulated scene"
                 raise ConfigError(f"the policy observes '{key}', but {where}")
+        elif key.startswith(GRIPPER_PREFIX):
+            if key[len(GRIPPER_PREFIX):] not in gripper_fields:
+                raise ConfigError(f"the policy observes '{key}', but this rig has no gripper: section"
+                                  if not gripper_fields else
+                                  f"the policy observes '{key}', but the gripper provides "
+                                  f"{', '.join(GRIPPER_PREFIX + f for f in sorted(gripper_fields))}")
         elif key not in state_fields:
             raise ConfigError(
                 f"the policy observes '{key}', which no robot state field provides "
@@ -87,7 +95,8 @@ class ObservationAssembler:
 
     ``cameras`` maps camera index -> ring buffer with ``image_field`` (HxWx3 uint8) and ``timestamp``;
     ``robot_state`` is the controller's state buffer (``timestamp`` plus the fields of ``state_fields``);
-    ``scene_state`` (simulated rigs) provides the ``scene_<field>`` keys, with the same freshness checks.
+    ``scene_state`` (simulated rigs) provides the ``scene_<field>`` keys and ``gripper_state`` (the gripper
+    process's buffer) the ``gripper_<field>`` keys, with the same freshness checks.
     Any buffer with ``SharedMemoryRingBuffer``'s reading interface will do (the lockstep simulator's).
     """
 
@@ -102,6 +111,7 @@ class ObservationAssembler:
         image_field: str = "color",
         clock: Callable[[], float] = now,
         scene_state: SharedMemoryRingBuffer | None = None,
+        gripper_state: SharedMemoryRingBuffer | None = None,
     ):
         self.info = info
         self.dt = dt
@@ -111,24 +121,27 @@ class ObservationAssembler:
         self.image_field = image_field
         self.cameras: dict[str, SharedMemoryRingBuffer] = {}
         self.low_dim: dict[str, str] = {}
-        self.scene_low_dim: dict[str, str] = {}
-        scene_fields = [f for f in scene_state.spec if f != "timestamp"] if scene_state is not None else []
-        check_policy_observations(info, list(cameras), state_fields, scene_fields)
+        # Other state buffers the policy reads low-dim keys from: prefix -> (source name, buffer, {key: field}).
+        prefixed = {SCENE_PREFIX: ("scene state", scene_state), GRIPPER_PREFIX: ("gripper state", gripper_state)}
+        fields = {p: [f for f in b.spec if f != "timestamp"] if b is not None else [] for p, (_, b) in prefixed.items()}
+        check_policy_observations(info, list(cameras), state_fields, fields[SCENE_PREFIX], fields[GRIPPER_PREFIX])
+        self.other_low_dim: dict[str, tuple[str, SharedMemoryRingBuffer, dict[str, str]]] = {}
         for key, shape in info.obs_shapes.items():
             if len(shape) == 3:
                 index = _camera_index(key)
                 if image_field not in cameras[index].spec:
                     raise ConfigError(f"camera {index}'s buffer has no '{image_field}' field")
                 self.cameras[key] = cameras[index]
-            elif key.startswith(SCENE_PREFIX):
-                self.scene_low_dim[key] = key[len(SCENE_PREFIX):]
+            elif key.startswith((SCENE_PREFIX, GRIPPER_PREFIX)):
+                prefix = SCENE_PREFIX if key.startswith(SCENE_PREFIX) else GRIPPER_PREFIX
+                name, buffer = prefixed[prefix]
+                self.other_low_dim.setdefault(prefix, (name, buffer, {}))[2][key] = key[len(prefix):]
             else:
                 field = state_fields[key]
                 if field not in robot_state.spec:
                     raise ConfigError(f"robot state buffer has no field '{field}' (for observation '{key}')")
                 self.low_dim[key] = field
         self.robot_state = robot_state
-        self.scene_state = scene_state
 
     def query_times(self, t_obs: float) -> np.ndarray:
         """The ``n_obs_steps`` times (oldest first) observed for reference time ``t_obs``."""
@@ -141,8 +154,8 @@ class ObservationAssembler:
         robot_latest = self._latest_time(self.robot_state, "robot state")
         t_obs = max(latest_frames.values()) if latest_frames else robot_latest
         sources = [*latest_frames.items(), ("robot state", robot_latest)]
-        if self.scene_low_dim:
-            sources.append(("scene state", self._latest_time(self.scene_state, "scene state")))
+        for name, buffer, _ in self.other_low_dim.values():
+            sources.append((name, self._latest_time(buffer, name)))
         for source, t in sources:
             if t_now - t > self.config.max_age:
                 raise StaleObservationError(
@@ -155,8 +168,8 @@ class ObservationAssembler:
             obs[key] = self._camera_history(key, rb, queries)
         if self.low_dim:
             obs.update(self._low_dim_history(self.robot_state, self.low_dim, queries, "robot state"))
-        if self.scene_low_dim:
-            obs.update(self._low_dim_history(self.scene_state, self.scene_low_dim, queries, "scene state"))
+        for name, buffer, fields in self.other_low_dim.values():
+            obs.update(self._low_dim_history(buffer, fields, queries, name))
         return obs, float(t_obs)
 
     def _latest_time(self, rb: SharedMemoryRingBuffer, source: str) -> float:

@@ -163,3 +163,28 @@ def test_scene_state_keys_feed_low_dim_policies_with_the_same_checks(buffers):
         ObservationAssembler(info, 0.1, {}, robot)
     with pytest.raises(ConfigError, match="scene provides scene_coverage, scene_keypoints"):
         ObservationAssembler(PolicyInfo(2, 8, 16, 2, {"scene_velocity": (2,)}), 0.1, {}, robot, scene_state=scene)
+
+
+def test_gripper_state_keys_feed_the_policy_with_the_same_checks(buffers):
+    from robot_stack.hardware.gripper.controller import GRIPPER_STATE_SPEC
+    from robot_stack.runtime.record_buffer import RecordBuffer
+
+    _, robot = buffers
+    _fill_robot(robot)
+    gripper = RecordBuffer(GRIPPER_STATE_SPEC, 256)
+    for t in np.arange(99.5, 101.0, 0.04):  # 25 Hz, closing at 1 cm/s
+        gripper.put({"width": 0.085 - 0.01 * (t - 99.5), "velocity": -0.01, "commanded_width": 0.0,
+                     "object_detected": False, "activated": True, "timestamp": t, "n_dropped": 0, "n_rejected": 0})
+    info = PolicyInfo(2, 8, 16, 7, {"robot_eef_pose": (6,), "gripper_width": (1,)})
+    obs, t_obs = ObservationAssembler(info, 0.1, {}, robot, clock=FakeClock(100.99), gripper_state=gripper).assemble()
+    expected = 0.085 - 0.01 * (np.array([t_obs - 0.1, t_obs]) - 99.5)
+    # interpolated at the query times (within one 25 Hz record of motion at the newest end)
+    np.testing.assert_allclose(obs["gripper_width"][:, 0], expected, atol=0.01 * 0.04 + 1e-9)
+    with pytest.raises(ConfigError, match="observes 'gripper_width', but this rig has no gripper: section"):
+        ObservationAssembler(info, 0.1, {}, robot)
+    with pytest.raises(ConfigError, match="gripper provides .*gripper_width"):
+        ObservationAssembler(PolicyInfo(2, 8, 16, 7, {"gripper_force": (1,)}), 0.1, {}, robot, gripper_state=gripper)
+    _fill_robot(robot, 101.0, 101.3)
+    with pytest.raises(StaleObservationError, match="gripper state: newest data is"):
+        ObservationAssembler(info, 0.1, {}, robot, clock=FakeClock(101.3), gripper_state=gripper,
+                             config=ObservationConfig(max_age=0.2)).assemble()
