@@ -37,3 +37,9 @@ class SequenceSampler:
         """Global step indices (into the replay buffer arrays) of window ``i``, edge-padded."""
         start, length, offset = self._windows[i]
         return start + np.clip(offset + np.arange(self.horizon), 0, length - 1)
+
+    def batch_indices(self, ids: np.ndarray) -> np.ndarray:
+        """``indices`` of several windows at once: (len(ids), horizon)."""
+        start, length, offset = self._windows[np.asarray(ids, dtype=np.int64)].T
+        steps = offset[:, None] + np.arange(self.horizon)
+        return start[:, None] + np.clip(steps, 0, (length - 1)[:, None])

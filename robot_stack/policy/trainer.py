@@ -35,7 +35,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -158,7 +158,9 @@ class Trainer:
         self.policy.fit_normalizer({k: v[rows] for k, v in data.low_dim.items()}, data.action[rows])
         self.policy.to(self.device)
         self.ema = EMA(self.policy, tcfg.ema_power, tcfg.ema_max_decay) if tcfg.ema else None
-        self.optimizer = torch.optim.AdamW(_param_groups(self.policy, tcfg.weight_decay), lr=tcfg.lr, betas=tuple(tcfg.betas))
+        # fused: one kernel over all parameters instead of a Python loop (the step 2x faster for small models)
+        self.optimizer = torch.optim.AdamW(_param_groups(self.policy, tcfg.weight_decay), lr=tcfg.lr,
+                                           betas=tuple(tcfg.betas), fused=True)
         self.global_step = 0
         self.epoch = 0
         self.best: list[tuple[float, str]] = []
@@ -275,8 +277,10 @@ class Trainer:
             count += n
         return total / max(count, 1)
 
-    def _loader(self, dataset: SequenceDataset, shuffle: bool, seed: int) -> DataLoader:
+    def _loader(self, dataset: SequenceDataset, shuffle: bool, seed: int) -> Iterable[dict]:
         t = self.cfg.training
+        if t.num_workers == 0:  # in this process: whole batches gathered at once (SequenceDataset.get_batch)
+            return _batches(dataset, t.batch_size, shuffle, seed)
         return DataLoader(
             dataset,
             batch_size=t.batch_size,
@@ -387,6 +391,14 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
             continue
         (no_decay if p.ndim < 2 or name.endswith("pos_emb") else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _batches(dataset: SequenceDataset, batch_size: int, shuffle: bool, seed: int) -> Iterator[dict]:
+    """Consecutive batches of ``dataset`` (a random permutation from ``seed`` when shuffling; the last may be smaller)."""
+    n = len(dataset)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy() if shuffle else np.arange(n)
+    for i in range(0, n, batch_size):
+        yield dataset.get_batch(order[i : i + batch_size])
 
 
 def _to(batch: dict, device: torch.device) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import zarr
 
 from robot_stack.policy.dataset import SequenceDataset, load_replay_data, split_episodes
@@ -49,6 +50,21 @@ def test_samples_have_policy_shapes_and_values(line_dataset: Path, tiny_config, 
     frame = item["obs"]["camera_0"][1].permute(1, 2, 0).numpy() * 255
     assert np.abs(frame - frame_renderer(pose[0])).mean() < 3
     assert np.abs(frame - frame_renderer(-pose[0])).mean() > 2 * np.abs(frame - frame_renderer(pose[0])).mean()
+
+
+def test_a_gathered_batch_equals_the_collated_samples(line_dataset: Path, tiny_config, tmp_path: Path) -> None:
+    from torch.utils.data import default_collate
+
+    cfg = tiny_config().policy
+    ds = SequenceDataset(load_replay_data(line_dataset, cfg, cache_dir=tmp_path / "cache", show_progress=False),
+                         cfg, episodes=[0, 2, 3])
+    ids = np.random.default_rng(0).permutation(len(ds))[:11]  # edge-padded windows among them
+    batch, collated = ds.get_batch(ids), default_collate([ds[i] for i in ids])
+    assert batch.keys() == collated.keys() and batch["obs"].keys() == collated["obs"].keys()
+    for key in batch["obs"]:
+        assert batch["obs"][key].dtype == collated["obs"][key].dtype
+        assert torch.equal(batch["obs"][key], collated["obs"][key]), key
+    assert torch.equal(batch["action"], collated["action"])
 
 
 def test_frames_are_aligned_by_timestamps(tmp_path: Path, tiny_config, dataset_writer, make_line_episodes, frame_renderer) -> None:
