@@ -164,6 +164,7 @@ def test_register_conversions(model):
     ({"model": "2f140", "force": 200.0}, r"gripper.force must be in \(0, 125\]"),
     ({"sim": {"object_width": 0.1}}, "does not fit"),
     ({"model": "3f"}, "model"),
+    ({"rate": 500}, r"gripper.rate must be in \[1, 200\] Hz"),
 ])
 def test_bad_gripper_sections_name_the_key(section, message):
     with pytest.raises(ConfigError, match=message):

@@ -50,6 +50,7 @@ class GripperConfig:
     force: float = 50.0  # N, default grip force of commands
     max_speed: Optional[float] = None  # m/s; commands are clamped to it (default: the model's fastest)
     max_force: Optional[float] = None  # N; commands are clamped to it (default: the model's strongest)
+    rate: float = 25.0  # Hz, the gripper process's loop (each Robotiq cycle is 4-5 socket round trips)
     connect_timeout: float = 2.0  # s, to reach the socket and for each reply
     activation_timeout: float = 5.0  # s
     sim: SimGripperConfig = field(default_factory=SimGripperConfig)
@@ -71,6 +72,8 @@ class GripperConfig:
         if self.sim.object_width is not None and self.sim.object_width >= spec.stroke:
             raise ConfigError(f"gripper.sim.object_width {self.sim.object_width} m does not fit in the "
                               f"{self.model}'s {spec.stroke} m stroke")
+        if not 1.0 <= self.rate <= 200.0:
+            raise ConfigError(f"gripper.rate must be in [1, 200] Hz, got {self.rate}")
         if not 0.05 <= self.connect_timeout <= 60:
             raise ConfigError(f"gripper.connect_timeout must be in [0.05, 60] s, got {self.connect_timeout}")
         if not 0.1 <= self.activation_timeout <= 60:

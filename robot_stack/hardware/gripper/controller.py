@@ -2,7 +2,7 @@
 
 Like the arm, the gripper is commanded with timestamped waypoints (``schedule_waypoint(width, t)``: have
 the fingers at ``width`` at runtime-clock time ``t``); the loop interpolates the width in time between
-them at ``rate_hz`` and sends the gripper a new target when it moved by more than the gripper resolves.
+them at ``config.rate`` and sends the gripper a new target when it moved by more than the gripper resolves.
 A waypoint whose time has already passed when it arrives is dropped and counted, never executed late; a
 new waypoint replaces the plan after its time (as the arm's ``schedule_waypoint`` does). Non-finite or
 out-of-stroke widths are rejected and counted. The process publishes one state record per cycle; a
@@ -172,18 +172,16 @@ class GripperClient:
 
 
 class GripperController(DeviceProcess):
-    """Process owning the gripper: ``GripperLoop`` at ``rate_hz``. ``gripper_factory`` must be a picklable
+    """Process owning the gripper: ``GripperLoop`` at ``config.rate``. ``gripper_factory`` must be a picklable
     top-level callable ``(config, clock) -> Gripper``; the default follows ``config.driver``."""
 
-    def __init__(self, config: GripperConfig, name: str = "gripper", rate_hz: float = 50.0,
-                 command_capacity: int = 256, gripper_factory: GripperFactory = make_gripper):
+    def __init__(self, config: GripperConfig, name: str = "gripper", command_capacity: int = 256,
+                 gripper_factory: GripperFactory = make_gripper):
         super().__init__(name=name)
-        if not 1.0 <= rate_hz <= 500.0:
-            raise ValueError(f"rate_hz must be in [1, 500], got {rate_hz}")
         self.config = config
-        self.period = 1.0 / rate_hz
+        self.period = 1.0 / config.rate
         self.gripper_factory = gripper_factory
-        self.state = self.own(SharedMemoryRingBuffer.create(GRIPPER_STATE_SPEC, max(64, int(2 * rate_hz))))
+        self.state = self.own(SharedMemoryRingBuffer.create(GRIPPER_STATE_SPEC, max(64, int(4 * config.rate))))
         self.commands = self.own(SharedMemoryQueue.create(GRIPPER_COMMAND_SPEC, command_capacity))
         self.client = GripperClient(self.commands, self.state, config.spec.stroke)
         self._loop: GripperLoop | None = None

@@ -1,7 +1,8 @@
 """``WidthModel``: the simulated fingers behind both gripper twins (the URCap socket loopback and ``SimGripper``).
 
-First order, as a position-controlled parallel gripper behaves: the fingers move toward the requested width
-at the commanded speed (capped by the model's range) and stop there, or on an object when closing onto one.
+Speed-limited, as a position-controlled parallel gripper behaves: the fingers move toward the requested
+width at the commanded speed (capped by the model's range) and stop there, or on an object when closing onto
+one. The force is clamped to the model's range and kept for the registers; it does not change the motion.
 Time advances only through ``advance(dt)``, so the model runs in real time (the loopback) or in simulated time
 (lockstep) alike. Activation takes ``activation_time``; commands before it are refused by the callers, as the
 real gripper's firmware does.
