@@ -40,6 +40,11 @@ _READABLE = _WRITABLE + ("PRE", "OBJ", "STA", "FLT")
 _FAULT_NOT_ACTIVATED = 0x07
 
 
+class _Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True  # a restarted twin can bind its port again at once
+    daemon_threads = True  # a client that never hangs up does not keep the process alive
+
+
 class URCapLoopback:
     """A threaded TCP server on ``host:port`` (port 0: any free port, see ``.port``) speaking the URCap
     protocol for one simulated gripper. Use as a context manager, or ``start()`` / ``close()``."""
@@ -63,9 +68,7 @@ class URCapLoopback:
                     except OSError:
                         return
 
-        socketserver.ThreadingTCPServer.allow_reuse_address = True
-        self._server = socketserver.ThreadingTCPServer((host, port), Handler, bind_and_activate=True)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), Handler)
         self._thread: threading.Thread | None = None
 
     @property
