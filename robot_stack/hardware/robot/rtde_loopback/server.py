@@ -216,7 +216,10 @@ class RTDELoopbackServer:
     def _accept_loop(self) -> None:
         selector = selectors.DefaultSelector()
         for sock in list(self._listeners):
-            selector.register(sock, selectors.EVENT_READ)
+            try:
+                selector.register(sock, selectors.EVENT_READ)
+            except (ValueError, OSError):  # stop() closed it before this thread got to run: nothing to accept
+                continue
         try:
             while not self._stop.is_set():
                 for key, _ in selector.select(_POLL_S):
