@@ -7,7 +7,6 @@ from scipy.spatial.transform import Rotation
 
 from robot_stack.config import ConfigError
 from robot_stack.policy.dataset import load_replay_data
-from robot_stack.policy.diffusion_policy import DiffusionPolicy
 from robot_stack.policy.rotation_6d import (
     decode_pose,
     encode_pose,
