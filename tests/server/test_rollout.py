@@ -117,7 +117,10 @@ def test_nan_actions_never_reach_the_arm(feeder):
             stop.set()
             thread.join(5)
     assert len(stats.outcomes) == 2  # the two good chunks
-    assert stats.server_errors >= 3 and server.stats.rejected["non_finite"] == stats.server_errors
+    assert stats.server_errors >= 3
+    # Every rejection the client saw came from the server; one more may have been in flight when the
+    # rollout ended (it is cancelled, so the client never counts it).
+    assert server.stats.rejected["non_finite"] - stats.server_errors in (0, 1)
     assert all(np.isfinite(w.pose).all() for w in controller.waypoints)
     assert len(controller.waypoints) == stats.execution.scheduled
 
