@@ -133,9 +133,10 @@ class EpisodeDataset:
             dt = float(np.median(steps)) if len(steps) and 0 < np.median(steps) <= 10 else None
         return TimingConvention.original(dt, str(self.root))
 
-    def record_setup(self, cameras: list[dict], timing: TimingConvention) -> None:
+    def record_setup(self, cameras: list[dict], timing: TimingConvention | None) -> None:
         """Note how the episodes recorded from now on are made: each camera's frames (name, capture
-        resolution, crop, output size, fps) and the actions' timing convention.
+        resolution, crop, output size, fps) and the actions' timing convention (None: not known, e.g. for
+        an imported dataset that does not say; readers then assume the original's, and log it).
 
         ``ReplayBufferError`` if the dataset already holds episodes recorded otherwise (or, for the timing,
         with none noted, like the original's recordings): appending would silently mix images cropped or
@@ -149,13 +150,15 @@ class EpisodeDataset:
                     f"{self.root} was recorded with cameras {existing}; this rig's are {plain}: record into a new "
                     "dataset (mixing crops or image sizes would make the images mean different things)")
             said = self.replay_buffer.attrs.get(_TIMING_ATTR)
-            if said != timing.to_dict():
+            if said != (None if timing is None else timing.to_dict()):
                 said = "none noted (the original's: delay 0)" if said is None else said
                 raise ReplayBufferError(
                     f"{self.root} holds episodes recorded with timing convention {said}; this recording's is "
-                    f"{timing.to_dict()}: record into a new dataset (mixed conventions would shift the actions)")
+                    f"{None if timing is None else timing.to_dict()}: record into a new dataset (mixed "
+                    "conventions would shift the actions)")
         self.replay_buffer.attrs[_CAMERAS_ATTR] = plain
-        self.replay_buffer.attrs[_TIMING_ATTR] = timing.to_dict()
+        if timing is not None:
+            self.replay_buffer.attrs[_TIMING_ATTR] = timing.to_dict()
 
     def episode_seeds(self) -> dict[int, int]:
         """Scene seed of each episode recorded on a simulated scene (episode index -> seed)."""

@@ -114,8 +114,11 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int], codec: Optional[str] = None,
-                 crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET):
+                 crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET, timestamps_file: bool = True):
+        """``timestamps_file=False``: no ``.timestamps.npy`` (for formats whose frame times are the
+        video's own constant-rate presentation times, e.g. a LeRobot export)."""
         self.path = Path(path)
+        self._timestamps_file = timestamps_file
         if self.path.suffix != ".mp4":
             raise ValueError(f"video path must end in .mp4, got {self.path}")
         width, height = int(size[0]), int(size[1])
@@ -173,13 +176,14 @@ class VideoWriter:
             self._container.close()
             self._closed = True
             video_tmp, ts_path = _partial(self.path), timestamps_path(self.path)
-            ts_tmp = _partial(ts_path)
-            with open(ts_tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
-                np.save(f, np.asarray(self._timestamps, dtype=np.float64))
-                f.flush()
-                os.fsync(f.fileno())
+            if self._timestamps_file:
+                ts_tmp = _partial(ts_path)
+                with open(ts_tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
+                    np.save(f, np.asarray(self._timestamps, dtype=np.float64))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(ts_tmp, ts_path)
             _fsync(video_tmp)
-            os.replace(ts_tmp, ts_path)
             os.replace(video_tmp, self.path)
             _fsync(self.path.parent)
         except BaseException:
