@@ -34,10 +34,15 @@ an in-memory ("numpy") backend (``create_empty_numpy``, ``copy_from_path``/``cop
 episodes into memory, ``save_to_path``/``save_to_store`` write them out through the crash-safe path above),
 ``create_from_path``, dict-like access (``keys()``, ``values()``, ``items()``, ``buffer[key]``, ``data``, ``meta``,
 ``in``), ``get_steps_slice``, ``get_episode_idxs``, ``extend``, ``drop_episode``, ``pop_episode``,
-``chunk_size``/``get_chunks``/``get_compressors``, and per-key ``chunks``/``compressors`` for new arrays.
+``chunk_size``/``get_chunks``/``get_compressors``, per-key ``chunks``/``compressors`` for new arrays, and
+in-place ``set_chunks``/``set_compressors`` (on-disk buffers, as in the original).
 Arrays are only ever handed out for complete episodes: ``buffer[key]`` never shows rows of an interrupted one.
-Not provided: rechunking or recompressing arrays in place (``set_chunks``/``set_compressors``): write a copy
-with ``save_to_path(..., chunks=..., compressors=...)`` instead.
+
+Rechunking/recompressing in place is crash-safe too (the original moves the array aside and copies it back,
+so a crash mid-copy loses it): the new array is written and flushed in ``.rewrite/<key>`` outside the group,
+then swapped in by two renames (old -> ``.rewrite/<key>.old``, new -> ``data/<key>``). A crash leaves the
+old array in place, or both complete arrays; a write-mode open finishes or undoes the swap, a read-only open
+of a buffer caught between the two renames says so.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import errno
 import fcntl
 import logging
 import os
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -66,6 +72,7 @@ OpenMode = Literal["r", "r+", "a"]
 _CHUNK_BYTES = 1 << 20
 _ENDS_CHUNK = 1024
 _LOCK_NAME = ".writer.lock"
+_REWRITE_DIR = ".rewrite"  # set_chunks/set_compressors build new arrays here (outside the zarr group)
 
 
 def resolve_compressor(compressor: Any = "default") -> Any:
@@ -149,6 +156,7 @@ class ReplayBuffer:
         writable = mode != "r"
         lock_fd = _lock(path) if writable else None
         try:
+            _settle_rewrite(path, writable)
             group = zarr.open_group(str(path), mode="r+" if writable else "r", zarr_format=2)
             if "data" not in group or "meta/episode_ends" not in group:
                 raise ReplayBufferError(f"{path} is not a replay buffer (needs data/ and meta/episode_ends)")
@@ -337,6 +345,64 @@ class ReplayBuffer:
 
     def _array(self, key: str) -> Any:
         return self._data[key]
+
+    def set_chunks(self, chunks: Mapping[str, tuple]) -> None:
+        """Rechunk arrays in place (``key -> chunk shape``); arrays whose chunks already match are left alone.
+        Keys the buffer does not hold are skipped, as in the original, with a warning."""
+        self._require_writable()
+        for key, value in self._known(chunks, "set_chunks").items():
+            arr = self._data[key]
+            shape = tuple(int(c) for c in value)
+            if len(shape) != arr.ndim or min(shape, default=1) <= 0:
+                raise ReplayBufferError(f"data/{key}: chunks {tuple(value)} do not fit its {arr.ndim}-d shape {arr.shape}")
+            if shape != tuple(arr.chunks):
+                self._rewrite(key, shape, self.get_compressors()[key])
+
+    def set_compressors(self, compressors: Mapping[str, Any]) -> None:
+        """Recompress arrays in place (``key -> codec``, ``"default"``/``"disk"`` or None for uncompressed);
+        arrays already using that compressor are left alone. Unknown keys are skipped with a warning."""
+        self._require_writable()
+        for key, value in self._known(compressors, "set_compressors").items():
+            codec = resolve_compressor(value)
+            if codec != self.get_compressors()[key]:
+                self._rewrite(key, tuple(self._data[key].chunks), codec)
+
+    def _known(self, per_key: Mapping[str, Any], what: str) -> dict[str, Any]:
+        unknown = sorted(set(per_key) - set(self.keys()))
+        if unknown:
+            log.warning("%s: %s skips %s: no such array (arrays: %s)", self.path, what, unknown, self.keys())
+        return {k: v for k, v in per_key.items() if k not in unknown}
+
+    def _rewrite(self, key: str, chunks: tuple[int, ...], codec: Any) -> None:
+        """Replace ``data/<key>`` by a copy with ``chunks`` and ``codec`` (see the module docstring)."""
+        old = self._data[key]
+        work = self.path / _REWRITE_DIR
+        new_path, old_path = work / key, work / f"{key}.old"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        with _deferred_interrupts():
+            try:
+                new = zarr.create_array(str(new_path), shape=old.shape, chunks=chunks, dtype=old.dtype,
+                                        fill_value=old.fill_value, zarr_format=2,
+                                        compressors=None if codec is None else [codec])
+                new.attrs.update(dict(old.attrs))
+                _write_rows(new, 0, old[:])
+                for path in sorted(new_path.rglob("*")):
+                    fsync_path(path)
+                fsync_path(new_path)
+                fsync_path(work)
+            except BaseException as exc:
+                shutil.rmtree(work, ignore_errors=True)
+                if isinstance(exc, OSError):
+                    raise EpisodeWriteError(f"rewriting data/{key} failed ({exc}); {self.path} is unchanged") from exc
+                raise
+            current = self.path / "data" / key
+            os.rename(current, old_path)
+            os.rename(new_path, current)
+            fsync_path(self.path / "data")
+            fsync_path(work)
+            shutil.rmtree(work)
+        log.info("%s: data/%s now has chunks %s, compressor %s", self.path, key, chunks, codec)
 
     # -- writing -----------------------------------------------------------------------------------------
     def extend(self, data: Mapping[str, np.ndarray]) -> int:
@@ -574,6 +640,12 @@ class _MemoryReplayBuffer(ReplayBuffer):
     def get_compressors(self) -> dict[str, Any]:
         raise ReplayBufferError("an in-memory replay buffer has no compressors (save_to_path writes a compressed copy)")
 
+    def set_chunks(self, chunks: Mapping[str, tuple]) -> None:
+        self.get_chunks()  # raises: as in the original, only on-disk buffers are rechunked
+
+    def set_compressors(self, compressors: Mapping[str, Any]) -> None:
+        self.get_compressors()  # raises likewise
+
     def keys(self) -> list[str]:
         return sorted(self._memory)
 
@@ -637,6 +709,28 @@ def _deferred_interrupts() -> Iterator[None]:
                 handler(signum, frame)
             elif handler == signal.SIG_DFL:
                 signal.raise_signal(signum)
+
+
+def _settle_rewrite(path: Path, writable: bool) -> None:
+    """Deal with what an interrupted ``set_chunks``/``set_compressors`` left in ``.rewrite/``: a new array
+    that was never swapped in is discarded; a swap caught between its two renames is finished (the new array
+    was complete and flushed before the first rename)."""
+    work = path / _REWRITE_DIR
+    if not work.is_dir():
+        return
+    for old in work.glob("*.old"):
+        key = old.name[: -len(".old")]
+        target = path / "data" / key
+        if target.exists():
+            continue
+        if not writable:
+            raise ReplayBufferError(f"{path}: rewriting data/{key} (set_chunks/set_compressors) was interrupted; "
+                                    "open the buffer for writing once (ReplayBuffer.open(path, 'r+')) to finish it")
+        os.rename(work / key, target)
+        fsync_path(target.parent)
+        log.warning("%s: finished the interrupted rewrite of data/%s", path, key)
+    if writable:
+        shutil.rmtree(work)
 
 
 def fsync_path(path: Path) -> None:

@@ -302,3 +302,61 @@ def test_the_originals_api_in_memory_and_on_disk(tmp_path):
     assert_episodes_intact(from_store, 3)
     with pytest.raises(ReplayBufferError, match="no chunks"):
         loaded.get_chunks()
+
+
+def test_set_chunks_and_set_compressors_rewrite_arrays_in_place(tmp_path, caplog):
+    """The original's in-place rechunk/recompress: data, attributes and later appends unchanged."""
+    with make_buffer(tmp_path / "rb.zarr", 3) as rb:
+        rb.attrs["note"] = {"kept": True}
+        rb._data["image"].attrs["unit"] = "rgb"
+        before = {k: tuple(c) for k, c in rb.get_chunks().items()}
+        rb.set_chunks({"image": (5, 32, 32, 3), "action": before["action"]})  # action: already so, left alone
+        assert rb.get_chunks()["image"] == (5, 32, 32, 3) and rb.get_chunks()["action"] == before["action"]
+        rb.set_compressors({"action": "disk", "timestamp": None})
+        assert rb.get_compressors()["action"].cname == "zstd" and rb.get_compressors()["timestamp"] is None
+        caplog.set_level(logging.WARNING)
+        rb.set_chunks({"no_such_key": (4,)})  # skipped, as in the original, but said
+        assert "no_such_key" in caplog.text
+        with pytest.raises(ReplayBufferError, match="do not fit"):
+            rb.set_chunks({"image": (5, 32)})
+        assert_episodes_intact(rb, 3)
+        rb.add_episode(episode(3))
+        assert_episodes_intact(rb, 4)
+    with ReplayBuffer.open(tmp_path / "rb.zarr") as rb:
+        assert rb.get_chunks()["image"] == (5, 32, 32, 3) and rb.attrs["note"] == {"kept": True}
+        assert dict(rb._data["image"].attrs) == {"unit": "rgb"}
+        assert_episodes_intact(rb, 4)
+        with pytest.raises(ReplayBufferError, match="read-only"):
+            rb.set_chunks({"image": (6, 32, 32, 3)})
+    assert not (tmp_path / "rb.zarr" / ".rewrite").exists()
+    with pytest.raises(ReplayBufferError, match="no chunks"):
+        ReplayBuffer.create_empty_numpy().set_chunks({"image": (5, 32, 32, 3)})
+
+
+@pytest.mark.parametrize("crash_at_rename", [1, 2])
+def test_a_rewrite_interrupted_at_any_rename_loses_nothing(tmp_path, monkeypatch, crash_at_rename):
+    """Killed before the swap (rename 1) the old array stays; killed between the two renames the next
+    write-mode open finishes the swap, and a read-only open refuses with one clear error."""
+    make_buffer(tmp_path / "rb.zarr", 3).close()
+    real_rename, calls = os.rename, []
+
+    def rename(src, dst):
+        calls.append(src)
+        if len(calls) == crash_at_rename:
+            raise KeyboardInterrupt  # as abrupt as it gets from inside the process
+        real_rename(src, dst)
+
+    with ReplayBuffer.open(tmp_path / "rb.zarr", "r+") as rb:
+        old_chunks = rb.get_chunks()["image"]
+        monkeypatch.setattr(os, "rename", rename)
+        with pytest.raises(KeyboardInterrupt):
+            rb.set_chunks({"image": (5, 32, 32, 3)})
+        monkeypatch.setattr(os, "rename", real_rename)
+    if crash_at_rename == 2:
+        assert not (tmp_path / "rb.zarr" / "data" / "image").exists()
+        with pytest.raises(ReplayBufferError, match="interrupted"):
+            ReplayBuffer.open(tmp_path / "rb.zarr", "r")
+    with ReplayBuffer.open(tmp_path / "rb.zarr", "r+") as rb:
+        assert rb.get_chunks()["image"] == (old_chunks if crash_at_rename == 1 else (5, 32, 32, 3))
+        assert_episodes_intact(rb, 3)
+    assert not (tmp_path / "rb.zarr" / ".rewrite").exists()
