@@ -26,3 +26,23 @@ def loopback():
     yield proc
     proc.stop()
     assert proc.exitcode == 0, proc.error
+
+
+@pytest.fixture
+def receive(loopback):
+    """A real ur_rtde receive interface on the module's twin."""
+    import rtde_receive
+
+    r = rtde_receive.RTDEReceiveInterface(loopback.host)
+    yield r
+    r.disconnect()
+
+
+@pytest.fixture
+def control(loopback):
+    """A real ur_rtde control interface on the module's twin (it uploads ur_rtde's control script)."""
+    import rtde_control
+
+    c = rtde_control.RTDEControlInterface(loopback.host)
+    yield c
+    c.disconnect()

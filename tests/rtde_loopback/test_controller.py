@@ -11,7 +11,7 @@ from robot_stack.hardware.robot.rtde_loopback.controller import RUNTIME_PLAYING,
 from robot_stack.hardware.robot.sim_ur5 import SimUR5
 
 READY, DONE = 1, 2
-SERVOL, SERVO_STOP, STOPL, MOVEL, SPEEDJ, SET_WATCHDOG, SET_TCP, IS_STEADY = 24, 16, 33, 3, 9, 35, 29, 47
+SERVOL, SERVO_STOP, STOPL, MOVEL, FORCE_MODE, SET_WATCHDOG, SET_TCP, IS_STEADY = 24, 16, 33, 3, 6, 35, 29, 47
 
 
 @pytest.fixture
@@ -111,12 +111,12 @@ def test_move_l_reaches_the_target_along_a_line(ctl):
 
 def test_unsupported_command_stops_the_program_instead_of_acknowledging(ctl):
     assert ctl.load_program(CONTROL_SCRIPT.format(offset=0))
-    send(ctl, SPEEDJ, [0.1, 0, 0, 0, 0, 0, 0.5, 0.0])
+    send(ctl, FORCE_MODE, [0.0] * 18)
     ctl.tick()
     assert not ctl.program_running
     assert ctl.frame["runtime_state"] == RUNTIME_STOPPED
     assert ctl.script.failed_commands == 1
-    assert "speedJ" in ctl.script.stop_reason
+    assert "forceMode" in ctl.script.stop_reason
 
 
 @pytest.mark.parametrize("lookahead, gain", [(0.1, 0.0), (0.5, 300.0), (float("nan"), 300.0)])

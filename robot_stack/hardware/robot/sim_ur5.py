@@ -9,7 +9,9 @@ Tracking model of servoL (joint space, integrated every ``sim.physics_dt`` secon
 * the velocity moves toward ``qd_ref`` no faster than the joint acceleration limit.
 
 So the actual pose lags a moving command by about ``speed * tau`` and a step is followed with a
-trapezoidal-ish profile, like the real arm. A protective stop (the arm decelerates at the acceleration
+trapezoidal-ish profile, like the real arm. ``servo_j`` is the same servo without the IK step; ``speed_j``
+makes the joint velocities follow a commanded velocity, changing no faster than the requested acceleration
+(capped by the joint limits). ``get_target_q``/``get_target_qd`` report the commanded joint state. A protective stop (the arm decelerates at the acceleration
 limit and ignores commands until ``unlock_protective_stop``) is raised by: a target without an IK solution
 inside the joint limits, a target more than ``sim.max_tracking_error`` rad from the actual joints (a jump
 in the servo stream), a non-finite target, or a joint leaving its limits.
@@ -53,9 +55,11 @@ class SimUR5(RobotDriver):
         self.q = np.asarray(config.home_joints, dtype=np.float64).copy()
         self.qd = np.zeros(6)
         self.time = 0.0  # robot controller time, s
-        self._mode = "idle"  # idle | servo | stopping
+        self._mode = "idle"  # idle | servo | speed | stopping
         self._q_target = self.q.copy()
         self._q_target_list = self._q_target.tolist()
+        self._qd_target_list = [0.0] * 6  # speed mode: commanded joint velocities
+        self._speed_accel_list = [0.0] * 6  # speed mode: per-joint acceleration toward them
         self._amax_list, self._vmax_list = self._amax.tolist(), self._vmax.tolist()
         self._q_min_list, self._q_max_list = self.kin.q_min.tolist(), self.kin.q_max.tolist()
         self._target_pose: np.ndarray | None = None
@@ -94,6 +98,13 @@ class SimUR5(RobotDriver):
                 ref = mag if err > 0.0 else -mag if err < 0.0 else 0.0
                 limit = amax[j] * h
                 change = ref - qd[j]
+                qd[j] += limit if change > limit else -limit if change < -limit else change
+                q[j] += qd[j] * h
+        elif self._mode == "speed" and not self._pstop_reason:
+            target, accel = self._qd_target_list, self._speed_accel_list
+            for j in range(6):
+                limit = accel[j] * h
+                change = target[j] - qd[j]
                 qd[j] += limit if change > limit else -limit if change < -limit else change
                 q[j] += qd[j] * h
         else:
@@ -170,15 +181,53 @@ class SimUR5(RobotDriver):
         if q_cmd is None:
             self._protective_stop(f"servoL target {pose.round(4).tolist()} has no IK solution within the joint limits")
             return False
+        return self._servo_to(q_cmd, pose.copy(), lookahead_time, gain, "servoL")
+
+    def servo_j(
+        self, q: Sequence[float], speed: float, accel: float, dt: float, lookahead_time: float, gain: float
+    ) -> bool:
+        """One servoJ setpoint (joint positions, rad); False if refused (the arm may have protective-stopped)."""
+        self._sync()
+        if self._pstop_reason or not self._script_running:
+            return False
+        q_cmd = np.asarray(q, dtype=np.float64)
+        if q_cmd.shape != (6,) or not np.all(np.isfinite(q_cmd)):
+            self._protective_stop(f"servoJ target is not a finite 6-vector: {q_cmd}")
+            return False
+        if not self.kin.within_limits(q_cmd):
+            self._protective_stop(f"servoJ target {q_cmd.round(4).tolist()} is outside the joint limits")
+            return False
+        return self._servo_to(q_cmd, self.kin.fk(q_cmd), lookahead_time, gain, "servoJ")
+
+    def _servo_to(self, q_cmd: np.ndarray, pose: np.ndarray, lookahead_time: float, gain: float, what: str) -> bool:
         jump = float(np.max(np.abs(q_cmd - self.q)))
         if jump > self.config.sim.max_tracking_error:
-            self._protective_stop(f"servoL target is {jump:.3f} rad from the actual joints (joint speed limit)")
+            self._protective_stop(f"{what} target is {jump:.3f} rad from the actual joints (joint speed limit)")
             return False
         self._mode = "servo"
         self._q_target = q_cmd
         self._q_target_list = q_cmd.tolist()
-        self._target_pose = pose.copy()
+        self._target_pose = pose
         self._tau = max(lookahead_time * _REFERENCE_GAIN / gain, 2.0 * self._h)
+        return True
+
+    def speed_j(self, qd: Sequence[float], accel: float) -> bool:
+        """Make the joint velocities follow ``qd`` (rad/s, capped by the joint speed limits), changing at
+        ``accel`` rad/s^2 at most (and the joint acceleration limits); all joints arrive together."""
+        self._sync()
+        if self._pstop_reason or not self._script_running:
+            return False
+        target = np.asarray(qd, dtype=np.float64)
+        if target.shape != (6,) or not np.all(np.isfinite(target)) or not (math.isfinite(accel) and accel > 0):
+            self._protective_stop(f"speedJ target {target} / acceleration {accel} is not finite and positive")
+            return False
+        target = np.clip(target, -self._vmax, self._vmax)
+        change = np.abs(target - self.qd)
+        t_change = max(float(np.max(change)) / accel, float(np.max(change / self._amax)), self._h)
+        self._mode = "speed"
+        self._qd_target_list = target.tolist()
+        self._speed_accel_list = (change / t_change + 1e-9).tolist()
+        self._target_pose = None
         return True
 
     def servo_stop(self, decel: float) -> None:
@@ -189,12 +238,21 @@ class SimUR5(RobotDriver):
         self._sync()
         self._begin_stop(decel)
 
-    def _begin_stop(self, decel: float) -> None:
+    def stop_j(self, decel: float) -> None:
+        """Decelerate to rest with the fastest joint slowing at ``decel`` rad/s^2 (all joints together)."""
+        self._sync()
+        self._begin_stop(decel, joint_space=True)
+
+    def _begin_stop(self, decel: float, joint_space: bool = False) -> None:
         if decel <= 0:
             raise ValueError(f"deceleration must be positive, got {decel}")
-        # Decelerate all joints proportionally so the tool stops along its path in |v| / decel seconds.
-        v_tool = float(np.linalg.norm(self.kin.tcp_speed(self.q, self.qd)[:3]))
-        t_stop = max(v_tool / decel, self._h)
+        # Decelerate all joints proportionally so the tool stops along its path in |v| / decel seconds
+        # (stopJ: the fastest joint in |qd| / decel).
+        if joint_space:
+            t_stop = max(float(np.max(np.abs(self.qd))) / decel, self._h)
+        else:
+            v_tool = float(np.linalg.norm(self.kin.tcp_speed(self.q, self.qd)[:3]))
+            t_stop = max(v_tool / decel, self._h)
         self._stop_decel = np.minimum(np.abs(self.qd) / t_stop, self._amax) + 1e-9
         self._mode = "stopping" if np.any(self.qd) else "idle"
         self._target_pose = None
@@ -217,6 +275,16 @@ class SimUR5(RobotDriver):
     def get_actual_tcp_speed(self) -> np.ndarray:
         self._sync()
         return self.kin.tcp_speed(self.q, self.qd)
+
+    def get_target_q(self) -> np.ndarray:
+        """The commanded joint positions: the servo target while servoing, else the actual joints."""
+        self._sync()
+        return self._q_target.copy() if self._mode == "servo" else self.q.copy()
+
+    def get_target_qd(self) -> np.ndarray:
+        """The commanded joint velocities: the speed target in speed mode, else the actual velocities."""
+        self._sync()
+        return np.array(self._qd_target_list) if self._mode == "speed" else self.qd.copy()
 
     def get_target_tcp_pose(self) -> np.ndarray:
         if self._target_pose is None:

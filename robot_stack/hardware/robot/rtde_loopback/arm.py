@@ -11,10 +11,14 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from robot_stack.hardware.robot.kinematics import UR5Kinematics
+
 
 @runtime_checkable
 class LoopbackArm(Protocol):
     """A simulated UR arm driven one control cycle at a time (units as in ``RobotDriver``)."""
+
+    kin: UR5Kinematics  # its kinematics (TCP offset and joint limits): FK/IK/limit queries are answered with it
 
     def step(self, dt: float) -> None:
         """Advance the arm by ``dt`` seconds of controller time."""
@@ -32,6 +36,20 @@ class LoopbackArm(Protocol):
         self, pose: Sequence[float], speed: float, accel: float, dt: float, lookahead_time: float, gain: float
     ) -> bool:
         """One servoL setpoint; False if refused (the arm may have protective-stopped)."""
+        ...
+
+    def servo_j(
+        self, q: Sequence[float], speed: float, accel: float, dt: float, lookahead_time: float, gain: float
+    ) -> bool:
+        """One servoJ setpoint (joint positions); False if refused."""
+        ...
+
+    def speed_j(self, qd: Sequence[float], accel: float) -> bool:
+        """Follow joint velocities ``qd``, changing at ``accel`` rad/s^2 at most; False if refused."""
+        ...
+
+    def stop_j(self, decel: float) -> None:
+        """Decelerate the joints to rest at ``decel`` rad/s^2."""
         ...
 
     def servo_stop(self, decel: float) -> None:
@@ -53,6 +71,14 @@ class LoopbackArm(Protocol):
     def get_actual_tcp_speed(self) -> np.ndarray: ...
 
     def get_target_tcp_pose(self) -> np.ndarray: ...
+
+    def get_target_q(self) -> np.ndarray:
+        """The commanded joint positions (the actual ones when nothing is commanded)."""
+        ...
+
+    def get_target_qd(self) -> np.ndarray:
+        """The commanded joint velocities (the actual ones when nothing is commanded)."""
+        ...
 
     def get_timestamp(self) -> float:
         """Controller time in seconds since the arm started."""

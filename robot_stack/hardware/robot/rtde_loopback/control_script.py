@@ -11,13 +11,26 @@ through RTDE registers (offset 0, or 24 with ``FLAG_UPPER_RANGE_REGISTERS``):
   again once the client clears the command register (command 0).
 
 This class runs that loop once per control cycle against a ``LoopbackArm`` instead of interpreting URScript.
-Emulated commands: servoL, servoStop, stopL, moveL (synchronous; streamed to the arm as servoL setpoints
-along a trapezoidal-speed straight line), setPayload, setTcp (only to the arm's own TCP offset: the simulated
-arm's kinematics are fixed by its config), getTCPOffset, getStepTime, isSteady, triggerProtectiveStop,
-setWatchdog (action "stop"), kickWatchdog and stopScript. Any other command is treated like a URScript runtime error: the
-program stops (ur_rtde then returns False and reports that the control script is not running), the reason is
-logged and ``failed_commands`` counts it (as it counts commands with invalid arguments) — a command is never
-acknowledged without being executed.
+Emulated commands:
+
+* motion: moveJ, moveJ_IK, moveL, moveL_FK (synchronous, or asynchronous with the script's progress
+  register; streamed to the arm as servo setpoints along a trapezoidal-speed path: straight in joint space
+  for moveJ, in tool space for moveL), stopL, stopJ (either also asynchronous), servoL, servoJ, servoStop,
+  speedL, speedJ (the velocity is held, as the script's speed thread does, until speedStop or another
+  motion), speedStop;
+* queries, answered from the arm's kinematics: getForwardKinematics (current joints, or given joints and
+  TCP), getInverseKinematics (near the current joints or a given ``qnear``; no solution is a runtime error,
+  as URScript's ``get_inverse_kin`` raises), getInverseKinematicsHasSolution, isPoseWithinSafetyLimits
+  (an IK solution inside the joint limits), isJointsWithinSafetyLimits, poseTrans, getTargetWaypoint,
+  getActualToolFlangePose, getTCPOffset, getStepTime, isSteady;
+* settings: setPayload, setTcp (only to the arm's own TCP offset: the simulated arm's kinematics are fixed by
+  its config), zeroFtSensor (the twin has no force sensor: nothing to zero), setWatchdog (action "stop"),
+  kickWatchdog, triggerProtectiveStop, stopScript.
+
+Any other command (force mode, jogging, freedrive, getJacobian, contact detection, ...) is treated like a
+URScript runtime error: the program stops (ur_rtde then returns False and reports that the control script
+is not running), the reason is logged with the command's name and ``failed_commands`` counts it (as it
+counts commands with invalid arguments) — a command is never acknowledged without being executed.
 A protective stop of the arm also ends the program, as on the robot; after the dashboard's
 "unlock protective stop" the client re-uploads the script (``reuploadScript``).
 """
@@ -34,6 +47,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from robot_stack.hardware.robot.config import GAIN_RANGE, LOOKAHEAD_RANGE
+from robot_stack.hardware.robot.kinematics import UR5Kinematics, matrix_to_rotvec, pose_to_matrix
 from robot_stack.hardware.robot.rtde_loopback.arm import LoopbackArm
 from robot_stack.hardware.robot.rtde_loopback.registers import Registers
 
@@ -44,16 +58,36 @@ STATE_READY = 1
 STATE_DONE = 2
 
 NO_CMD = 0
+MOVEJ = 1
+MOVEJ_IK = 2
 MOVEL = 3
+MOVEL_FK = 4
+ZERO_FT_SENSOR = 8
+SPEEDJ = 9
+SPEEDL = 10
+SERVOJ = 11
+SPEED_STOP = 15
 SERVO_STOP = 16
 SET_PAYLOAD = 17
-SET_TCP = 29
-GET_TCP_OFFSET = 40
 SERVOL = 24
 GET_STEPTIME = 26
+GET_TARGET_WAYPOINT = 28
+SET_TCP = 29
+GET_IK_NEAR = 30
 PROTECTIVE_STOP = 31
 STOPL = 33
+STOPJ = 34
 SET_WATCHDOG = 35
+IS_POSE_SAFE = 36
+IS_JOINTS_SAFE = 37
+POSE_TRANS = 39
+GET_TCP_OFFSET = 40
+GET_FK = 43
+GET_FK_OF = 44
+GET_IK = 46
+GET_FLANGE_POSE = 58
+IK_HAS_SOLUTION = 60
+IK_HAS_SOLUTION_NEAR = 61
 # kickWatchdog(): ur_rtde sends it without waiting and its script has no case for it; writing the command
 # register is what feeds the watchdog.
 WATCHDOG = 99
@@ -78,11 +112,17 @@ COMMAND_NAMES = {
     65: "setTargetPayload", 66: "directTorque", 99: "kickWatchdog", 255: "stopScript",
 }
 
-# moveL is streamed as servoL setpoints with tight tracking; it is done once the arm is this close and at rest.
+# moveL/moveJ are streamed as servo setpoints with tight tracking; done once the arm is this close and at rest.
 _MOVE_LOOKAHEAD = 0.03
 _MOVE_GAIN = 2000.0
 _MOVE_POS_TOL = 2e-4  # m
 _MOVE_ROT_TOL = 2e-3  # rad
+_MOVE_JOINT_TOL = 2e-3  # rad
+# speedL ramps the tool velocity itself; the joints then follow it as fast as their limits allow.
+_SPEEDL_JOINT_ACCEL = 1e3
+_MOVES = frozenset({MOVEJ, MOVEJ_IK, MOVEL, MOVEL_FK})
+_QUERIES = frozenset({GET_FK, GET_FK_OF, GET_IK, GET_IK_NEAR, IK_HAS_SOLUTION, IK_HAS_SOLUTION_NEAR, IS_POSE_SAFE,
+                      IS_JOINTS_SAFE, POSE_TRANS, GET_TARGET_WAYPOINT, GET_FLANGE_POSE})
 _MOVE_SETTLE_DECEL = 1.0  # m/s^2, servoStop at the end of a moveL
 _MOVE_SETTLE_TIMEOUT = 2.0  # s after the profile ends
 _OFFSET = re.compile(r"reg_offset_int\s*=\s*(?:#[^\n]*\n\s*)?(\d+)")
@@ -91,6 +131,25 @@ _OFFSET = re.compile(r"reg_offset_int\s*=\s*(?:#[^\n]*\n\s*)?(\d+)")
 def command_name(cmd: int) -> str:
     """ur_rtde's name of command ``cmd``."""
     return f"{COMMAND_NAMES.get(cmd, 'unknown command')} (id {cmd})"
+
+
+class _AsyncProgress:
+    """Values of the script's asynchronous-progress register (``output_int_register_2``): operation id in
+    bits 24-30, a write counter in bits 16-23, bit 15 set while an operation runs, its progress in bits 0-14.
+    The script writes progress 0 when an asynchronous move or stop starts and -1 when it ends."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+        self.operation = 0
+
+    def value(self, progress: int) -> int:
+        self.writes = (self.writes + 1) % 128
+        if progress == 0:
+            self.operation = (self.operation + 1) % 128
+        value = self.writes * 65536 + self.operation * 16777216
+        if progress >= 0:
+            value += min(progress, 32767) + 32768
+        return value
 
 
 class ControlScript:
@@ -111,6 +170,10 @@ class ControlScript:
         self.failed_commands = 0
         self._executing = False
         self._pending: Callable[[], bool] | None = None  # non-real-time command in progress; True when done
+        self._async_step: Callable[[], bool] | None = None  # asynchronous move/stop in progress; True when done
+        self._progress = _AsyncProgress()
+        self._speed: tuple[int, np.ndarray, float] | None = None  # (SPEEDJ | SPEEDL, target, acceleration)
+        self._tool_velocity = np.zeros(6)  # speedL: the commanded tool velocity, ramped toward the target
         self._watchdog_timeout: float | None = None
 
     # -- program lifecycle ---------------------------------------------------------------------------------
@@ -140,9 +203,11 @@ class ControlScript:
         self.programs_started += 1
         self._executing = False
         self._pending = None
+        self._async_step = None
+        self._speed = None
         self._watchdog_timeout = None
-        # reset_async_progress(): one register write, no asynchronous operation running
-        self.registers.output_int[2 + self.offset] = 1 << 16
+        self._progress = _AsyncProgress()
+        self._signal_async(-1)  # reset_async_progress(): no asynchronous operation running
         self._write_state(STATE_READY)
         log.info("rtde loopback: program %s started (register offset %d)", PROGRAM_NAME, self.offset)
         return True
@@ -154,6 +219,8 @@ class ControlScript:
         self.running = False
         self.stop_reason = reason
         self._pending = None
+        self._async_step = None
+        self._speed = None
         self._watchdog_timeout = None
         self.arm.stop_script()
         log.info("rtde loopback: program %s stopped: %s", self.program_name, reason)
@@ -186,6 +253,11 @@ class ControlScript:
             if self._pending is not None and self.running and self._pending():
                 self._pending = None
                 self._write_state(STATE_DONE)
+            if self._async_step is not None and self.running and self._async_step():
+                self._async_step = None
+                self._signal_async(-1)
+            if self._speed is not None and self.running and cmd not in (SPEEDJ, SPEEDL):
+                self._apply_speed()  # the script's speed thread keeps the last velocity until speedStop
         except Exception as exc:  # noqa: BLE001 - the arm refused the arguments: a runtime error, not a crash
             log.debug("rtde loopback: %s raised", command_name(cmd), exc_info=True)
             self._runtime_error(cmd, f"the arm raised {exc!r}")
@@ -205,6 +277,18 @@ class ControlScript:
     def _write_state(self, state: int) -> None:
         self.registers.output_int[self.offset] = state
 
+    def _signal_async(self, progress: int) -> None:
+        self.registers.output_int[self.offset + 2] = self._progress.value(progress)
+
+    def _out_double(self, values: Sequence[float]) -> None:
+        self.registers.output_double[self.offset : self.offset + len(values)] = [float(v) for v in values]
+
+    def _stop_async_move(self) -> None:
+        """What the script's ``stop_async_move`` does: a running asynchronous operation is ended."""
+        if self._async_step is not None:
+            self._async_step = None
+            self._signal_async(-1)
+
     def _in_double(self, first: int, n: int) -> np.ndarray:
         start = self.offset + first
         return np.asarray(self.registers.input_double[start : start + n], dtype=np.float64)
@@ -214,32 +298,38 @@ class ControlScript:
 
     def _execute(self, cmd: int) -> bool:
         """Execute ``cmd``; a non-real-time command that takes time sets ``_pending``. False if the program ended."""
-        if cmd == SERVOL:
-            pose = self._in_double(0, 6)
-            speed, accel, dt, lookahead, gain = self._in_double(6, 5)
-            if not (LOOKAHEAD_RANGE[0] <= lookahead <= LOOKAHEAD_RANGE[1] and GAIN_RANGE[0] <= gain <= GAIN_RANGE[1]):
-                return self._runtime_error(
-                    cmd, f"lookahead_time {lookahead} / gain {gain} outside {LOOKAHEAD_RANGE} / {GAIN_RANGE}"
-                )
-            if not self.arm.servo_l(pose, speed, accel, dt, lookahead, gain):
-                self.stop(f"servoL to {np.round(pose, 4).tolist()} refused by the arm")
-                return False
-        elif cmd == GET_STEPTIME:
+        if cmd in (SERVOL, SERVOJ):
+            return self._servo(cmd)
+        if cmd in (SPEEDJ, SPEEDL):
+            return self._start_speed(cmd)
+        if cmd in _MOVES:
+            return self._move(cmd)
+        if cmd in _QUERIES:
+            return self._query(cmd)
+        if cmd == GET_STEPTIME:
             self.registers.output_double[self.offset] = self.period
-        elif cmd in (SERVO_STOP, STOPL):
+        elif cmd in (SERVO_STOP, STOPL, STOPJ, SPEED_STOP):
             decel = float(self._in_double(0, 1)[0])
             if not (math.isfinite(decel) and decel > 0):
                 return self._runtime_error(cmd, f"deceleration must be positive, got {decel}")
-            if cmd == STOPL:
-                self.arm.stop_l(decel)
-            else:
+            self._stop_async_move()
+            joint_space = cmd == STOPJ or (cmd == SPEED_STOP and self._speed is not None and self._speed[0] == SPEEDJ)
+            if cmd != SERVO_STOP:
+                self._speed = None
+            if joint_space:
+                self.arm.stop_j(decel)
+            elif cmd == SERVO_STOP:
                 self.arm.servo_stop(decel)
-            asynchronous = cmd == STOPL and self._in_int(1) == 1
-            self._pending = (lambda: True) if asynchronous else self._at_rest
-        elif cmd == MOVEL:
-            if self._in_int(1) == 1:
-                return self._runtime_error(cmd, "asynchronous moveL is not emulated")
-            self._pending = self._start_move_l(self._in_double(0, 6), *self._in_double(6, 2))
+            else:
+                self.arm.stop_l(decel)
+            if cmd in (STOPL, STOPJ) and self._in_int(1) == 1:  # asynchronous: done now, progress until at rest
+                self._signal_async(0)
+                self._async_step = self._at_rest
+                self._pending = lambda: True
+            else:
+                self._pending = self._at_rest
+        elif cmd == ZERO_FT_SENSOR:
+            self._pending = lambda: True  # the twin has no force/torque sensor, so there is no offset to zero
         elif cmd == SET_PAYLOAD:
             mass, cx, cy, cz = self._in_double(0, 4)
             self.payload_mass = float(mass)
@@ -288,16 +378,126 @@ class ControlScript:
         self.stop(f"{command_name(cmd)}: {why}")
         return False
 
-    # -- moveL ---------------------------------------------------------------------------------------------
+    # -- servo and speed ------------------------------------------------------------------------------------
+    def _busy(self, cmd: int) -> bool:
+        """A second motion while an asynchronous move or speed command controls the arm is a runtime error
+        (on the robot: another thread is already controlling it)."""
+        if self._async_step is not None or (self._speed is not None and self._speed[0] != cmd):
+            what = "an asynchronous move or stop" if self._async_step is not None else command_name(self._speed[0])
+            self._runtime_error(cmd, f"{what} is still controlling the arm (stop it first)")
+            return True
+        return False
+
+    def _servo(self, cmd: int) -> bool:
+        target = self._in_double(0, 6)
+        speed, accel, dt, lookahead, gain = self._in_double(6, 5)
+        if not (LOOKAHEAD_RANGE[0] <= lookahead <= LOOKAHEAD_RANGE[1] and GAIN_RANGE[0] <= gain <= GAIN_RANGE[1]):
+            return self._runtime_error(
+                cmd, f"lookahead_time {lookahead} / gain {gain} outside {LOOKAHEAD_RANGE} / {GAIN_RANGE}"
+            )
+        if self._busy(cmd):
+            return False
+        servo = self.arm.servo_l if cmd == SERVOL else self.arm.servo_j
+        if not servo(target, speed, accel, dt, lookahead, gain):
+            self.stop(f"{COMMAND_NAMES[cmd]} to {np.round(target, 4).tolist()} refused by the arm")
+            return False
+        return True
+
+    def _start_speed(self, cmd: int) -> bool:
+        target = self._in_double(0, 6)
+        accel = float(self._in_double(6, 1)[0])
+        if not (np.all(np.isfinite(target)) and math.isfinite(accel) and accel > 0):
+            return self._runtime_error(cmd, f"velocity {target.tolist()} / acceleration {accel} must be finite, "
+                                            "the acceleration positive")
+        if self._async_step is not None and self._busy(cmd):
+            return False
+        if self._speed is None or self._speed[0] != cmd:
+            if self._busy(cmd):
+                return False
+            self._tool_velocity = self.arm.get_actual_tcp_speed()
+        self._speed = (cmd, target, accel)
+        return self._apply_speed()
+
+    def _apply_speed(self) -> bool:
+        cmd, target, accel = self._speed  # type: ignore[misc]
+        if cmd == SPEEDJ:
+            ok = self.arm.speed_j(target, accel)
+        else:
+            # speedl's acceleration applies to the tool: ramp the tool velocity (m/s^2 on the translation,
+            # rad/s^2 on the rotation), then let the joints follow it through the Jacobian.
+            delta = target - self._tool_velocity
+            biggest = max(float(np.linalg.norm(delta[:3])), float(np.linalg.norm(delta[3:])))
+            step = accel * self.period
+            self._tool_velocity = target.copy() if biggest <= step else self._tool_velocity + delta * (step / biggest)
+            jacobian = self.arm.kin.jacobian(self.arm.get_actual_q())
+            qd = np.linalg.lstsq(jacobian, self._tool_velocity, rcond=None)[0]
+            ok = self.arm.speed_j(qd, _SPEEDL_JOINT_ACCEL)
+        if not ok:
+            self.stop(f"{COMMAND_NAMES[cmd]} {np.round(target, 4).tolist()} refused by the arm")
+        return ok
+
+    # -- moveJ / moveL -------------------------------------------------------------------------------------
+    def _move(self, cmd: int) -> bool:
+        args = self._in_double(0, 6)
+        speed, accel = (float(v) for v in self._in_double(6, 2))
+        if not (np.all(np.isfinite(args)) and all(math.isfinite(v) and v > 0 for v in (speed, accel))):
+            return self._runtime_error(cmd, f"target {args.tolist()}, speed {speed}, acceleration {accel}: must be "
+                                            "finite, speed and acceleration positive")
+        if self._speed is not None and self._busy(cmd):
+            return False
+        kin = self.arm.kin
+        if cmd in (MOVEJ, MOVEL_FK) and not kin.within_limits(args):
+            return self._runtime_error(cmd, f"joint target {np.round(args, 4).tolist()} is outside the joint limits")
+        if cmd == MOVEJ_IK:
+            q = kin.ik(args, self.arm.get_actual_q())
+            if q is None:
+                return self._runtime_error(cmd, f"no IK solution within the joint limits for {np.round(args, 4).tolist()}")
+            args = q
+        self._stop_async_move()
+        if cmd in (MOVEJ, MOVEJ_IK):
+            step = self._start_move_j(args, speed, accel)
+        else:
+            step = self._start_move_l(kin.fk(args) if cmd == MOVEL_FK else args, speed, accel)
+        if self._in_int(1) == 1:  # asynchronous: the command is done at once, the move reports progress
+            self._signal_async(0)
+            self._async_step = step
+            self._pending = lambda: True
+        else:
+            self._pending = step
+        return True
+
     def _start_move_l(self, target: np.ndarray, speed: float, accel: float) -> Callable[[], bool]:
-        """Begin a straight-line move; returns the per-cycle step that reports completion."""
+        """Begin a straight tool-space move; returns the per-cycle step that reports completion."""
         start = self.arm.get_actual_tcp_pose() if self._at_rest() else self.arm.get_target_tcp_pose()
         distance = float(np.linalg.norm(target[:3] - start[:3]))
         angle = float((Rotation.from_rotvec(start[3:]).inv() * Rotation.from_rotvec(target[3:])).magnitude())
         # Tool speed/acceleration apply to the position; a pure rotation uses them in rad/s, rad/s^2.
         length = distance if distance > 1e-6 else angle
-        duration = _trapezoid_duration(length, max(speed, 1e-6), max(accel, 1e-6))
         slerp = Slerp([0.0, 1.0], Rotation.from_rotvec(np.stack([start[3:], target[3:]])))
+
+        def setpoint(fraction: float) -> bool:
+            pose = np.concatenate([start[:3] + fraction * (target[:3] - start[:3]), slerp([fraction]).as_rotvec()[0]])
+            return self.arm.servo_l(pose, speed, accel, self.period, _MOVE_LOOKAHEAD, _MOVE_GAIN)
+
+        return self._stream("moveL", target, length, speed, accel, setpoint,
+                            lambda: _reached(self.arm.get_actual_tcp_pose(), target))
+
+    def _start_move_j(self, target: np.ndarray, speed: float, accel: float) -> Callable[[], bool]:
+        """Begin a joint-space move (all joints start and stop together, the largest one at ``speed``)."""
+        start = self.arm.get_actual_q() if self._at_rest() else self.arm.get_target_q()
+        delta = target - start
+
+        def setpoint(fraction: float) -> bool:
+            return self.arm.servo_j(start + fraction * delta, speed, accel, self.period, _MOVE_LOOKAHEAD, _MOVE_GAIN)
+
+        return self._stream("moveJ", target, float(np.max(np.abs(delta))), speed, accel, setpoint,
+                            lambda: float(np.max(np.abs(self.arm.get_actual_q() - target))) <= _MOVE_JOINT_TOL)
+
+    def _stream(self, name: str, target: np.ndarray, length: float, speed: float, accel: float,
+                setpoint: Callable[[float], bool], reached: Callable[[], bool]) -> Callable[[], bool]:
+        """The per-cycle step of a trapezoidal-speed move along ``setpoint(fraction)``: True once the arm has
+        ``reached`` the target and come to rest (the program stops if it cannot get there)."""
+        duration = _trapezoid_duration(length, max(speed, 1e-6), max(accel, 1e-6))
         elapsed = 0.0
         settling = False
 
@@ -307,19 +507,51 @@ class ControlScript:
                 return self._at_rest()
             elapsed += self.period
             if elapsed > duration + _MOVE_SETTLE_TIMEOUT:
-                self.stop(f"moveL: the arm did not reach {np.round(target, 4).tolist()} within {elapsed:.1f} s")
+                self.stop(f"{name}: the arm did not reach {np.round(target, 4).tolist()} within {elapsed:.1f} s")
                 return False
-            s = _trapezoid_fraction(elapsed, duration, length, speed, accel)
-            pose = np.concatenate([start[:3] + s * (target[:3] - start[:3]), slerp([s]).as_rotvec()[0]])
-            if not self.arm.servo_l(pose, speed, accel, self.period, _MOVE_LOOKAHEAD, _MOVE_GAIN):
-                self.stop(f"moveL setpoint {np.round(pose, 4).tolist()} refused by the arm")
+            fraction = _trapezoid_fraction(elapsed, duration, length, speed, accel)
+            if not setpoint(fraction):
+                self.stop(f"{name} setpoint at {fraction:.3f} of the way to {np.round(target, 4).tolist()} refused "
+                          "by the arm")
                 return False
-            if s >= 1.0 and _reached(self.arm.get_actual_tcp_pose(), target):
+            if fraction >= 1.0 and reached():
                 self.arm.servo_stop(_MOVE_SETTLE_DECEL)
                 settling = True
             return False
 
         return step
+
+    # -- queries -------------------------------------------------------------------------------------------
+    def _query(self, cmd: int) -> bool:
+        """Kinematic queries, answered in the output registers like the script does."""
+        kin = self.arm.kin
+        args = self._in_double(0, 12)
+        if cmd == GET_FK:
+            self._out_double(kin.fk(self.arm.get_actual_q()))
+        elif cmd == GET_FK_OF:  # given joints and TCP offset (all zero: the flange)
+            self._out_double(UR5Kinematics(args[6:12]).fk(args[:6]))
+        elif cmd == GET_FLANGE_POSE:
+            self._out_double(UR5Kinematics().fk(self.arm.get_actual_q()))
+        elif cmd == GET_TARGET_WAYPOINT:
+            self._out_double(self.arm.get_target_tcp_pose())
+        elif cmd == POSE_TRANS:
+            self._out_double(_pose_of(pose_to_matrix(args[:6]) @ pose_to_matrix(args[6:12])))
+        elif cmd == IS_JOINTS_SAFE:
+            self.registers.output_int[self.offset + 1] = int(bool(np.all(np.isfinite(args[:6]))) and
+                                                            kin.within_limits(args[:6]))
+        else:  # IK: near the current joints (GET_IK, IK_HAS_SOLUTION, IS_POSE_SAFE) or a given qnear
+            near = args[6:12] if cmd in (GET_IK_NEAR, IK_HAS_SOLUTION_NEAR) else self.arm.get_actual_q()
+            q = kin.ik(args[:6], near) if np.all(np.isfinite(args[:6])) else None
+            if cmd in (GET_IK, GET_IK_NEAR):
+                if q is None:  # URScript's get_inverse_kin raises here
+                    return self._runtime_error(cmd, f"no IK solution within the joint limits for "
+                                                    f"{np.round(args[:6], 4).tolist()}")
+                self._out_double(q)
+            else:
+                self.registers.output_int[self.offset + 1] = int(q is not None)
+        if cmd not in REALTIME_COMMANDS:
+            self._pending = lambda: True
+        return True
 
 
 def _trapezoid_duration(length: float, speed: float, accel: float) -> float:
@@ -351,3 +583,7 @@ def _reached(actual: np.ndarray, target: np.ndarray) -> bool:
     pos = float(np.linalg.norm(actual[:3] - target[:3]))
     rot = float((Rotation.from_rotvec(actual[3:]).inv() * Rotation.from_rotvec(target[3:])).magnitude())
     return pos <= _MOVE_POS_TOL and rot <= _MOVE_ROT_TOL
+
+
+def _pose_of(matrix: np.ndarray) -> np.ndarray:
+    return np.concatenate([matrix[:3, 3], matrix_to_rotvec(matrix[:3, :3])])

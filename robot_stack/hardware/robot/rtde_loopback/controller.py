@@ -147,9 +147,8 @@ class LoopbackController:
         frame = dict(NOMINAL)
         frame.update(
             timestamp=float(arm.get_timestamp()),
-            # The arm exposes no joint targets: target joint state mirrors the actual one.
-            target_q=q,
-            target_qd=qd,
+            target_q=arm.get_target_q().tolist(),
+            target_qd=arm.get_target_qd().tolist(),
             actual_q=q,
             actual_qd=qd,
             actual_TCP_pose=arm.get_actual_tcp_pose().tolist(),
