@@ -192,7 +192,7 @@ def test_a_lagging_client_loses_its_oldest_data_packages_never_replies(server):
     with server.controller.lock:
         for tick in range(published):
             session.publish(tick)
-    kinds = [is_data for is_data, _ in session._outbox]
+    kinds = [is_data for is_data, _, _ in session._outbox]
     assert len(kinds) == MAX_BACKLOG
     assert kinds[:2] == [False, False]  # the setup and start replies are kept
     assert server.stats.dropped_packages == published + 2 - MAX_BACKLOG

@@ -169,35 +169,38 @@ class SimUR5(RobotDriver):
     def servo_l(
         self, pose: Sequence[float], speed: float, accel: float, dt: float, lookahead_time: float, gain: float
     ) -> bool:
-        self._sync()
-        if self._pstop_reason or not self._script_running:
-            return False
-        pose = np.asarray(pose, dtype=np.float64)
-        if pose.shape != (6,) or not np.all(np.isfinite(pose)):
-            self._protective_stop(f"servoL target is not a finite 6-vector: {pose}")
+        target = self._accepted(pose, "servoL")
+        if target is None:
             return False
         reference = self._q_target if self._mode == "servo" else self.q
-        q_cmd = self.kin.ik(pose, reference)
+        q_cmd = self.kin.ik(target, reference)
         if q_cmd is None:
-            self._protective_stop(f"servoL target {pose.round(4).tolist()} has no IK solution within the joint limits")
+            self._protective_stop(f"servoL target {target.round(4).tolist()} has no IK solution within the joint limits")
             return False
-        return self._servo_to(q_cmd, pose.copy(), lookahead_time, gain, "servoL")
+        return self._servo_to(q_cmd, target, lookahead_time, gain, "servoL")
 
     def servo_j(
         self, q: Sequence[float], speed: float, accel: float, dt: float, lookahead_time: float, gain: float
     ) -> bool:
         """One servoJ setpoint (joint positions, rad); False if refused (the arm may have protective-stopped)."""
-        self._sync()
-        if self._pstop_reason or not self._script_running:
-            return False
-        q_cmd = np.asarray(q, dtype=np.float64)
-        if q_cmd.shape != (6,) or not np.all(np.isfinite(q_cmd)):
-            self._protective_stop(f"servoJ target is not a finite 6-vector: {q_cmd}")
+        q_cmd = self._accepted(q, "servoJ")
+        if q_cmd is None:
             return False
         if not self.kin.within_limits(q_cmd):
             self._protective_stop(f"servoJ target {q_cmd.round(4).tolist()} is outside the joint limits")
             return False
         return self._servo_to(q_cmd, self.kin.fk(q_cmd), lookahead_time, gain, "servoJ")
+
+    def _accepted(self, values: Sequence[float], what: str) -> np.ndarray | None:
+        """``values`` as a 6-vector if the arm takes commands now and it is finite (else protective stop)."""
+        self._sync()
+        if self._pstop_reason or not self._script_running:
+            return None
+        target = np.array(values, dtype=np.float64)
+        if target.shape != (6,) or not np.all(np.isfinite(target)):
+            self._protective_stop(f"{what} target is not a finite 6-vector: {target}")
+            return None
+        return target
 
     def _servo_to(self, q_cmd: np.ndarray, pose: np.ndarray, lookahead_time: float, gain: float, what: str) -> bool:
         jump = float(np.max(np.abs(q_cmd - self.q)))
@@ -214,12 +217,11 @@ class SimUR5(RobotDriver):
     def speed_j(self, qd: Sequence[float], accel: float) -> bool:
         """Make the joint velocities follow ``qd`` (rad/s, capped by the joint speed limits), changing at
         ``accel`` rad/s^2 at most (and the joint acceleration limits); all joints arrive together."""
-        self._sync()
-        if self._pstop_reason or not self._script_running:
+        target = self._accepted(qd, "speedJ")
+        if target is None:
             return False
-        target = np.asarray(qd, dtype=np.float64)
-        if target.shape != (6,) or not np.all(np.isfinite(target)) or not (math.isfinite(accel) and accel > 0):
-            self._protective_stop(f"speedJ target {target} / acceleration {accel} is not finite and positive")
+        if not (math.isfinite(accel) and accel > 0):
+            self._protective_stop(f"speedJ acceleration {accel} is not finite and positive")
             return False
         target = np.clip(target, -self._vmax, self._vmax)
         change = np.abs(target - self.qd)

@@ -5,14 +5,16 @@ a snapshot of every RTDE output variable, so all clients see the same consistent
 client inputs with ``apply_inputs``; the dashboard and script servers start/stop the program and clear
 protective stops. Everything that touches the arm holds ``lock``: the server calls in from several threads.
 
-What is simulated: joint and TCP state (from the arm), its target pose, protective stops, the control
-program's state and registers, the digital/analog output image and the speed slider fraction. Quantities
+What is simulated: joint and TCP state (from the arm), its target pose and joints, protective stops, the
+emergency stop and powering back on (robot mode POWER_OFF -> IDLE -> RUNNING through the dashboard's
+"power on" and "brake release"), the control program's state and registers, the digital/analog output image and the speed slider fraction. Quantities
 the arm model does not have (currents, torques, voltages, temperatures, forces, accelerometer) are reported
 as the fixed nominal values in ``NOMINAL`` — clients that need them get plausible constants, not data.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -28,6 +30,8 @@ from robot_stack.hardware.robot.rtde_loopback.variables import (
     input_type,
     parse_register,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,16 +61,22 @@ CB3 = ControllerVersion(3, 15, 7, 106331)
 E_SERIES = ControllerVersion(5, 11, 1, 108318)
 
 # Enumerations of the RTDE guide.
+ROBOT_MODE_POWER_OFF = 3
+ROBOT_MODE_IDLE = 5
 ROBOT_MODE_RUNNING = 7
+ROBOT_MODE_NAMES = {ROBOT_MODE_POWER_OFF: "POWER_OFF", ROBOT_MODE_IDLE: "IDLE", ROBOT_MODE_RUNNING: "RUNNING"}
 JOINT_MODE_RUNNING = 253
 SAFETY_MODE_NORMAL = 1
 SAFETY_MODE_PROTECTIVE_STOP = 3
+SAFETY_MODE_ROBOT_EMERGENCY_STOP = 7
 RUNTIME_STOPPED = 1
 RUNTIME_PLAYING = 2
 STATUS_POWER_ON = 1 << 0
 STATUS_PROGRAM_RUNNING = 1 << 1
 SAFETY_BIT_NORMAL = 1 << 0
 SAFETY_BIT_PROTECTIVE_STOPPED = 1 << 2
+SAFETY_BIT_ROBOT_EMERGENCY_STOPPED = 1 << 6
+SAFETY_BIT_EMERGENCY_STOPPED = 1 << 7
 
 # Outputs the arm model does not simulate: fixed nominal values (see module docstring).
 NOMINAL: dict[str, Any] = {
@@ -89,7 +99,6 @@ NOMINAL: dict[str, Any] = {
     "standard_analog_input1": 0.0,
     "payload_inertia": (0.0,) * 6,
     "joint_mode": (JOINT_MODE_RUNNING,) * 6,
-    "robot_mode": ROBOT_MODE_RUNNING,
 }
 
 # Bit positions of each digital output group in actual_digital_output_bits.
@@ -115,6 +124,8 @@ class LoopbackController:
         self._digital_outputs = 0
         self._analog_outputs = [0.0, 0.0]
         self._speed_fraction = 1.0
+        self.robot_mode = ROBOT_MODE_RUNNING
+        self.emergency_stopped = False  # the emergency stop is pressed
         self._input_owners: dict[str, object] = {}
         self._frame: dict[str, Any] = {}
         with self.lock:
@@ -142,7 +153,14 @@ class LoopbackController:
         tcp_speed = arm.get_actual_tcp_speed().tolist()
         pstop = arm.is_protective_stopped()
         running = self.script.running
-        safety_mode = SAFETY_MODE_PROTECTIVE_STOP if pstop else SAFETY_MODE_NORMAL
+        if self.emergency_stopped:
+            safety_mode = SAFETY_MODE_ROBOT_EMERGENCY_STOP
+            safety_bits = SAFETY_BIT_ROBOT_EMERGENCY_STOPPED | SAFETY_BIT_EMERGENCY_STOPPED
+        elif pstop:
+            safety_mode, safety_bits = SAFETY_MODE_PROTECTIVE_STOP, SAFETY_BIT_PROTECTIVE_STOPPED
+        else:
+            safety_mode, safety_bits = SAFETY_MODE_NORMAL, SAFETY_BIT_NORMAL
+        powered = STATUS_POWER_ON if self.robot_mode != ROBOT_MODE_POWER_OFF else 0
         regs = self.registers
         frame = dict(NOMINAL)
         frame.update(
@@ -162,8 +180,9 @@ class LoopbackController:
             target_speed_fraction=self._speed_fraction,
             actual_digital_output_bits=self._digital_outputs,
             runtime_state=RUNTIME_PLAYING if running else RUNTIME_STOPPED,
-            robot_status_bits=STATUS_POWER_ON | (STATUS_PROGRAM_RUNNING if running else 0),
-            safety_status_bits=SAFETY_BIT_PROTECTIVE_STOPPED if pstop else SAFETY_BIT_NORMAL,
+            robot_mode=self.robot_mode,
+            robot_status_bits=powered | (STATUS_PROGRAM_RUNNING if running else 0),
+            safety_status_bits=safety_bits,
             standard_analog_output0=self._analog_outputs[0],
             standard_analog_output1=self._analog_outputs[1],
             payload=self.script.payload_mass,
@@ -239,7 +258,41 @@ class LoopbackController:
     def load_program(self, source: str) -> bool:
         """Run a URScript program received on the script port; False if it cannot run (logged)."""
         with self.lock:
+            if self.robot_mode != ROBOT_MODE_RUNNING:
+                log.warning("rtde loopback: program not started: the robot is %s%s (power it on and release the "
+                            "brakes from the dashboard)", ROBOT_MODE_NAMES[self.robot_mode],
+                            ", emergency stop pressed" if self.emergency_stopped else "")
+                return False
             return self.script.load(source)
+
+    def emergency_stop(self) -> None:
+        """The emergency stop is pressed: the program ends, the arm stops at once and is powered off."""
+        with self.lock:
+            self.emergency_stopped = True
+            self.script.stop("emergency stop")
+            self.arm.stop_script()
+            self.robot_mode = ROBOT_MODE_POWER_OFF
+
+    def release_emergency_stop(self) -> None:
+        """The emergency stop is released; the arm stays powered off until ``power_on``."""
+        with self.lock:
+            self.emergency_stopped = False
+
+    def power_on(self) -> bool:
+        """The dashboard's "power on": POWER_OFF -> IDLE (refused while the emergency stop is pressed)."""
+        with self.lock:
+            if self.emergency_stopped:
+                return False
+            if self.robot_mode == ROBOT_MODE_POWER_OFF:
+                self.robot_mode = ROBOT_MODE_IDLE
+            return True
+
+    def brake_release(self) -> bool:
+        """The dashboard's "brake release": IDLE -> RUNNING."""
+        with self.lock:
+            if self.robot_mode == ROBOT_MODE_IDLE:
+                self.robot_mode = ROBOT_MODE_RUNNING
+            return self.robot_mode == ROBOT_MODE_RUNNING
 
     def stop_program(self, reason: str) -> None:
         with self.lock:

@@ -1,14 +1,15 @@
 """``Dashboard``: replies of the UR dashboard server (port 29999, one text line per request and reply).
 
 Covers what ur_rtde's ``DashboardClient`` and ``RTDEControlInterface`` ask: versions, serial number, remote
-control, robot/safety mode, program state, stop, and unlocking a protective stop. Commands with no meaning
-for the simulated arm (loading .urp programs, play/pause, power off) fail the way the real server reports a
+control, robot/safety mode, program state, stop, unlocking a protective stop, and powering on and releasing
+the brakes after an emergency stop. Commands with no meaning for the simulated arm (loading .urp programs,
+play/pause, power off) fail the way the real server reports a
 failure, and unknown commands get its "could not understand" reply.
 """
 
 from __future__ import annotations
 
-from robot_stack.hardware.robot.rtde_loopback.controller import LoopbackController
+from robot_stack.hardware.robot.rtde_loopback.controller import ROBOT_MODE_NAMES, LoopbackController
 
 WELCOME = "Connected: Universal Robots Dashboard Server"
 
@@ -37,9 +38,10 @@ class Dashboard:
         if cmd == "is in remote control":
             return "true", False
         if cmd == "robotmode":
-            return "Robotmode: RUNNING", False
+            return f"Robotmode: {ROBOT_MODE_NAMES[ctl.robot_mode]}", False
         if cmd in ("safetymode", "safetystatus"):
-            state = "PROTECTIVE_STOP" if ctl.is_protective_stopped() else "NORMAL"
+            state = ("ROBOT_EMERGENCY_STOP" if ctl.emergency_stopped
+                     else "PROTECTIVE_STOP" if ctl.is_protective_stopped() else "NORMAL")
             return f"{'Safetymode' if cmd == 'safetymode' else 'Safetystatus'}: {state}", False
         if cmd == "programstate":
             script = ctl.script
@@ -54,8 +56,11 @@ class Dashboard:
         if cmd in ("unlock protective stop", "restart safety"):
             ctl.unlock_protective_stop()
             return ("Protective stop releasing" if cmd.startswith("unlock") else "Restarting safety"), False
-        if cmd in ("power on", "brake release"):  # the simulated arm is always powered with brakes released
-            return ("Powering on" if cmd == "power on" else "Brake releasing"), False
+        if cmd == "power on":
+            return ("Powering on" if ctl.power_on() else "Failed to execute: power on (emergency stop pressed)"), False
+        if cmd == "brake release":
+            return ("Brake releasing" if ctl.brake_release() else "Failed to execute: brake release (power on "
+                    "first)"), False
         if cmd == "close popup":
             return "closing popup", False
         if cmd == "close safety popup":

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from robot_stack.hardware.robot.rtde_loopback.arm import LoopbackArm
+from robot_stack.hardware.robot.rtde_loopback.conditions import Fault, NetworkConditions
 from robot_stack.hardware.robot.rtde_loopback.controller import CB3, ControllerVersion, LoopbackController
 from robot_stack.hardware.robot.rtde_loopback.dashboard import WELCOME, Dashboard
 from robot_stack.hardware.robot.rtde_loopback.protocol import (
@@ -68,6 +69,8 @@ class LoopbackStats:
     protocol_errors: int = 0  # connections closed for malformed input
     dropped_packages: int = 0  # data packages a lagging RTDE client did not get
     late_cycles: int = 0  # control cycles that started more than one period late
+    injected_drops: int = 0  # data packages lost on purpose (``NetworkConditions.drop``)
+    injected_faults: int = 0  # scheduled faults that fired
     rejected_programs: int = 0  # scripts received that the loopback cannot run
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -98,6 +101,8 @@ class RTDELoopbackServer:
         allow_non_loopback: bool = False,
         max_connections: int = 16,
         on_tick: Callable[[LoopbackController], None] | None = None,
+        network: NetworkConditions | None = None,
+        faults: Sequence[Fault] = (),
     ):
         try:
             address = ipaddress.ip_address(host)
@@ -113,6 +118,10 @@ class RTDELoopbackServer:
         self.stats = LoopbackStats()
         self.max_connections = max_connections
         self._on_tick = on_tick
+        self.network = network if network is not None and network.impaired else None
+        self._faults = sorted(faults, key=lambda f: f.at)
+        self._delayed_inputs: collections.deque[tuple[float, _RTDESession, Recipe, bytes]] = collections.deque()
+        self._delayed_lock = threading.Lock()
         self._dashboard = Dashboard(self.controller)
         self._requested_ports = {"rtde": rtde_port, "dashboard": dashboard_port}
         self._requested_ports.update({f"script{i}": p for i, p in enumerate(script_ports)})
@@ -189,9 +198,12 @@ class RTDELoopbackServer:
     # -- control loop --------------------------------------------------------------------------------------
     def _control_loop(self) -> None:
         period = self.controller.period
-        next_tick = time.monotonic()
+        started = next_tick = time.monotonic()
+        schedule = _FaultSchedule(self._faults, self.controller, self.stats)
         while not self._stop.is_set():
             try:
+                schedule.run(time.monotonic() - started)
+                self._apply_delayed_inputs()
                 self.controller.tick()
                 if self._on_tick is not None:
                     self._on_tick(self.controller)
@@ -211,6 +223,21 @@ class RTDELoopbackServer:
                 next_tick = time.monotonic()  # resynchronise instead of bursting to catch up
             elif delay > 0:
                 self._stop.wait(delay)
+
+    def delay_input(self, due: float, session: "_RTDESession", recipe: Recipe, payload: bytes) -> None:
+        """Apply a client's DATA_PACKAGE at ``due`` (``NetworkConditions`` latency), in arrival order."""
+        with self._delayed_lock:
+            self._delayed_inputs.append((due, session, recipe, payload))
+
+    def _apply_delayed_inputs(self) -> None:
+        now = time.monotonic()
+        with self._delayed_lock:
+            ready = []
+            while self._delayed_inputs and self._delayed_inputs[0][0] <= now:
+                ready.append(self._delayed_inputs.popleft())
+        for _, session, recipe, payload in ready:
+            if not session.closed:  # a package of a connection that is gone never arrives
+                self.controller.apply_inputs(recipe.names, recipe.unpack(payload))
 
     # -- connections ---------------------------------------------------------------------------------------
     def _accept_loop(self) -> None:
@@ -362,9 +389,17 @@ class _RTDESession:
         self.started = False
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
-        self._outbox: collections.deque[tuple[bool, bytes]] = collections.deque()  # (is_data, message)
+        # (is_data, message, when it may be sent): data packages wait out the injected latency
+        self._outbox: collections.deque[tuple[bool, bytes, float]] = collections.deque()
         self._closing = False
+        self.closed = False
         self.writer: threading.Thread | None = None
+        network = server.network
+        self._out_link = network.link() if network is not None else None
+        # packages held back by the injected latency do not count as a lagging client
+        in_flight = 0 if network is None else network.latency + network.jitter
+        self._backlog = MAX_BACKLOG + 4 * int(server.controller.version.frequency * in_flight)
+        self._in_link = network.link() if network is not None else None
 
     # -- requests (reader thread) --------------------------------------------------------------------------
     def handle(self, mtype: int, payload: bytes) -> None:
@@ -398,7 +433,15 @@ class _RTDESession:
             recipe = self.inputs.get(payload[0])
             if recipe is None:
                 raise RTDEProtocolError(f"DATA_PACKAGE for input recipe {payload[0]}, which was never set up")
-            self.controller.apply_inputs(recipe.names, recipe.unpack(payload))
+            values = recipe.unpack(payload)  # malformed input is refused at once, whatever the latency
+            if self._in_link is None:
+                self.controller.apply_inputs(recipe.names, values)
+                return
+            due = self._in_link.due(time.monotonic())
+            if due is None:
+                self.server.stats.add("injected_drops")
+            else:
+                self.server.delay_input(due, self, recipe, payload)
         elif mtype == MessageType.TEXT_MESSAGE:
             log.info("rtde loopback: text message from %s: %r", self.who, payload[:200])
         else:
@@ -453,14 +496,19 @@ class _RTDESession:
                 return
             for recipe, getters, divisor in self.outputs:
                 if tick % divisor == 0:
-                    self._queue(True, pack_message(MessageType.DATA_PACKAGE, recipe.pack([g() for g in getters])))
+                    due = 0.0 if self._out_link is None else self._out_link.due(time.monotonic())
+                    if due is None:
+                        self.server.stats.add("injected_drops")
+                        continue
+                    self._queue(True, pack_message(MessageType.DATA_PACKAGE, recipe.pack([g() for g in getters])),
+                                due)
 
     # -- outgoing queue ------------------------------------------------------------------------------------
-    def _queue(self, is_data: bool, message: bytes) -> None:
+    def _queue(self, is_data: bool, message: bytes, due: float = 0.0) -> None:
         """Append to the outbox (caller holds ``_lock``); past ``MAX_BACKLOG`` drop the oldest data package."""
-        self._outbox.append((is_data, message))
-        if len(self._outbox) > MAX_BACKLOG:
-            for i, (old_is_data, _) in enumerate(self._outbox):
+        self._outbox.append((is_data, message, due))
+        if len(self._outbox) > self._backlog:
+            for i, (old_is_data, _, _) in enumerate(self._outbox):
                 if old_is_data:
                     del self._outbox[i]
                     self.server.stats.add("dropped_packages")
@@ -474,7 +522,11 @@ class _RTDESession:
                     self._ready.wait(_POLL_S)
                 if not self._outbox:
                     return  # closing and flushed
-                _, message = self._outbox.popleft()
+                wait = self._outbox[0][2] - time.monotonic()
+                if wait > 0 and not self._closing:
+                    self._ready.wait(min(wait, _POLL_S))  # injected latency: not yet
+                    continue
+                _, message, _ = self._outbox.popleft()
             try:
                 self.conn.sendall(message)
             except OSError:
@@ -484,8 +536,9 @@ class _RTDESession:
         """Stop the writer after it sent what is queued (and ``final_message``), waiting up to the timeout."""
         with self._lock:
             if final_message:
-                self._outbox.append((False, final_message))
+                self._outbox.append((False, final_message, 0.0))
             self._closing = True
+            self.closed = True
             self._ready.notify()
         if self.writer is not None and self.writer is not threading.current_thread():
             self.writer.join(flush_timeout)
@@ -500,3 +553,34 @@ def _close(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
+
+
+class _FaultSchedule:
+    """Fires the scheduled ``Fault``s on the controller as their time comes (called every control cycle)."""
+
+    def __init__(self, faults: Sequence[Fault], controller: LoopbackController, stats: LoopbackStats):
+        self._pending = list(faults)
+        self._releases: list[float] = []  # when pressed emergency stops are released
+        self._controller = controller
+        self._stats = stats
+
+    def run(self, elapsed: float) -> None:
+        while self._pending and self._pending[0].at <= elapsed:
+            fault = self._pending.pop(0)
+            self._stats.add("injected_faults")
+            log.warning("rtde loopback: injected fault %s at %.2f s", fault.kind, elapsed)
+            ctl = self._controller
+            if fault.kind == "protective_stop":
+                with ctl.lock:
+                    ctl.arm.trigger_protective_stop("injected fault (robot-stack ursim --fault)")
+            elif fault.kind == "program_stop":
+                ctl.stop_program("stopped from the teach pendant (injected fault)")
+            else:
+                ctl.emergency_stop()
+                if fault.duration is not None:
+                    self._releases.append(elapsed + fault.duration)
+        if self._releases and min(self._releases) <= elapsed:
+            self._releases.remove(min(self._releases))
+            self._controller.release_emergency_stop()
+            log.warning("rtde loopback: emergency stop released at %.2f s; power on and release the brakes from "
+                        "the dashboard", elapsed)
