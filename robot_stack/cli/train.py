@@ -5,6 +5,7 @@ Examples::
     robot-stack train --dataset data/pusht --config push_t --out runs/pusht
     robot-stack train --dataset data/mugs --config my_task.yaml --out runs/mugs --device cuda --steps 200000
     robot-stack train --dataset data/pusht --out runs/pusht --resume --epochs 800   # continue / extend
+    torchrun --nproc_per_node=4 -m robot_stack train --dataset data/pusht --config push_t --out runs/pusht
 
 Writes ``OUT/latest.ckpt`` (resumable) and the best ``top_k`` checkpoints by validation loss; load one
 for inference with ``robot_stack.policy.load_policy``.
@@ -63,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from robot_stack.policy.checkpoint import load_checkpoint
-    from robot_stack.policy.trainer import LATEST, Trainer
+    from robot_stack.policy.distributed import DistributedContext
+    from robot_stack.policy.trainer import LATEST, Trainer, resolve_device
 
     training: dict = {}
     if args.epochs is not None:
@@ -88,14 +90,23 @@ def run(args: argparse.Namespace) -> int:
                 training[key] = value
         cfg = load_task_config(args.config, {"training": training})
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    dist = DistributedContext.from_environment()  # several processes when started by torchrun
     evaluator = _rollout_evaluator(args, cfg) if args.eval_rig else None
-    trainer = Trainer(cfg, args.dataset, args.out, device=device, resume=args.resume, show_progress=not args.no_progress,
-                      evaluator=evaluator, eval_every=args.eval_every)
-    result = trainer.run()
+    dist.start(dist.device(resolve_device(device)))
+    try:
+        trainer = Trainer(cfg, args.dataset, args.out, device=device, resume=args.resume,
+                          show_progress=not args.no_progress, evaluator=evaluator, eval_every=args.eval_every,
+                          dist=dist)
+        result = trainer.run()
+    finally:
+        dist.stop()
+    if not dist.is_main:
+        return 0
     best = f", best {result.best[0][1]}" if result.best else ""
     val = "" if result.val_loss is None else f", val loss {result.val_loss:.5f}"
+    ranks = f" x {dist.world_size} processes" if dist.enabled else ""
     print(
-        f"trained {result.global_step} steps ({result.epoch} epochs) on {device}: "
+        f"trained {result.global_step} steps ({result.epoch} epochs) on {trainer.device}{ranks}: "
         f"train loss {result.train_loss:.5f}{val}; checkpoints in {args.out}{best}"
     )
     return 0

@@ -84,6 +84,10 @@ class DiffusionPolicy(nn.Module):
         self.normalizer.fit("action", action)
 
     # ---- training ----
+    def forward(self, batch: Mapping, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``compute_loss``: the training step goes through ``forward`` so DistributedDataParallel sees it."""
+        return self.compute_loss(batch, generator)
+
     def compute_loss(self, batch: Mapping, generator: torch.Generator | None = None) -> torch.Tensor:
         """Denoising loss on a batch ``{"obs": {key: (B, >=To, ...)}, "action": (B, horizon, Da)}``.
 

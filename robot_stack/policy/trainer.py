@@ -24,7 +24,13 @@ never stopped. A run interrupted mid-epoch (Ctrl-C) saves ``latest.ckpt`` at the
 it restarts that epoch's data from the beginning, with the step count continuing, and still ends at the
 planned total number of steps (where the learning-rate schedule ends).
 
-Multi-GPU (DDP) is not implemented: training runs on one device (``cpu``, ``cuda``, ``cuda:1`` ...).
+Several processes (``torchrun``, ``robot_stack.policy.distributed``): the policy is wrapped in
+``DistributedDataParallel``; ``training.batch_size`` stays the global batch (each of the N ranks takes
+``batch_size / N`` of it, dealt from the same per-epoch permutation as ``DistributedSampler`` deals, so a
+step sees the samples a single process would); the frame cache is built by rank 0 while the others wait;
+validation sums over all ranks' shares; rank 0 alone writes checkpoints, metrics and progress, runs the
+rollout evaluation and logs losses averaged over the ranks. Every rank draws its own diffusion noise
+(seeded from the seed and its rank), so a distributed run is statistically, not bitwise, the single one.
 """
 
 from __future__ import annotations
@@ -35,11 +41,12 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from robot_stack.config import ConfigError
@@ -48,6 +55,7 @@ from robot_stack.policy.checkpoint import load_checkpoint, load_state_dict_check
 from robot_stack.policy.config import TaskConfig, task_config_from_dict
 from robot_stack.policy.dataset import SequenceDataset, load_replay_data, split_episodes
 from robot_stack.policy.diffusion_policy import DiffusionPolicy
+from robot_stack.policy.distributed import DistributedContext
 from robot_stack.policy.ema import EMA
 from robot_stack.policy.metrics import MetricsLog
 
@@ -102,15 +110,18 @@ class Trainer:
         show_progress: bool = True,
         evaluator: Callable[[DiffusionPolicy, TimingConvention], float] | None = None,
         eval_every: int = 10,
+        dist: DistributedContext | None = None,
     ):
+        """``dist``: this process's place among several (``torchrun``; its process group already started)."""
+        self.dist = dist if dist is not None else DistributedContext()
         if eval_every < 1:
             raise ConfigError(f"rollout evaluation every {eval_every} epochs: must be >= 1")
         self.evaluator = evaluator
         self.eval_every = eval_every
         self.eval_history: list[tuple[int, float]] = []
         self.out_dir = Path(out_dir)
-        self.device = resolve_device(device)
-        self.show_progress = show_progress
+        self.device = self.dist.device(resolve_device(device))
+        self.show_progress = show_progress and self.dist.is_main
         resume_payload = None
         latest = self.out_dir / LATEST
         if resume and latest.is_file():
@@ -129,9 +140,17 @@ class Trainer:
             raise ConfigError(f"no task config given and no run to resume in {self.out_dir}")
         self.cfg = cfg
         tcfg = cfg.training
+        if tcfg.batch_size % self.dist.world_size:
+            raise ConfigError(f"training.batch_size {tcfg.batch_size} is the global batch: it must divide evenly "
+                              f"over the {self.dist.world_size} processes")
+        self.batch_size = tcfg.batch_size // self.dist.world_size  # this rank's share of each step
         _seed_everything(tcfg.seed)
 
-        data = load_replay_data(dataset, cfg.policy, tcfg.cache_dir, show_progress)
+        if not self.dist.is_main:
+            self.dist.barrier()  # rank 0 builds the frame cache first; the others then just open it
+        data = load_replay_data(dataset, cfg.policy, tcfg.cache_dir, self.show_progress)
+        if self.dist.is_main:
+            self.dist.barrier()
         if resume_payload is not None:
             train_eps, val_eps = resume_payload["train_state"]["train_episodes"], resume_payload["train_state"]["val_episodes"]
             if max(train_eps + val_eps) >= data.n_episodes:
@@ -157,6 +176,11 @@ class Trainer:
         rows = data.episode_rows(train_eps)
         self.policy.fit_normalizer({k: v[rows] for k, v in data.low_dim.items()}, data.action[rows])
         self.policy.to(self.device)
+        # DDP averages the gradients over the ranks in backward (and starts every rank from rank 0's weights)
+        self.model: torch.nn.Module = self.policy
+        if self.dist.enabled:
+            self.model = DistributedDataParallel(self.policy, device_ids=[self.device.index]
+                                                 if self.device.type == "cuda" else None)
         self.ema = EMA(self.policy, tcfg.ema_power, tcfg.ema_max_decay) if tcfg.ema else None
         # fused: one kernel over all parameters instead of a Python loop (the step 2x faster for small models)
         self.optimizer = torch.optim.AdamW(_param_groups(self.policy, tcfg.weight_decay), lr=tcfg.lr,
@@ -169,10 +193,13 @@ class Trainer:
         self._resumed = resume_payload is not None
         if resume_payload is not None:
             self._restore(resume_payload)
+        if self.dist.rank:  # its own diffusion noise (resumed runs restore rank 0's stream first)
+            torch.manual_seed(tcfg.seed + 7919 * self.dist.rank + self.global_step)
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.train_set) / self.cfg.training.batch_size)
+        per_rank = math.ceil(len(self.train_set) / self.dist.world_size)
+        return math.ceil(per_rank / self.batch_size)
 
     @property
     def total_steps(self) -> int:
@@ -186,7 +213,9 @@ class Trainer:
         train_loss = float("nan")
         bar = tqdm(total=self.total_steps, initial=min(self.global_step, self.total_steps), desc="train",
                    unit="step", disable=not self.show_progress, dynamic_ncols=True)
-        self.metrics = MetricsLog(self.out_dir, resume_step=self.global_step if self._resumed else None)
+        main = self.dist.is_main
+        self.metrics = (MetricsLog(self.out_dir, resume_step=self.global_step if self._resumed else None) if main
+                        else _NoMetrics())
         self._window = _Window()
         try:
             while self.epoch < t.num_epochs and self.global_step < self.total_steps:
@@ -200,15 +229,18 @@ class Trainer:
                 log.info("epoch %d step %d: train loss %.5f, val loss %s", self.epoch, self.global_step, train_loss,
                          "n/a" if self.val_loss is None else f"{self.val_loss:.5f}")
                 evaluated = self.evaluator is not None and (self.epoch % self.eval_every == 0 or last)
-                if evaluated:
+                if evaluated and main:
                     self._evaluate()
+                if not main:
+                    continue  # the other ranks go on to the next epoch; DDP waits for rank 0 there
                 if evaluated or (self.evaluator is None and (self.epoch % t.checkpoint_every_epochs == 0 or last)):
                     self._checkpoint(train_loss)
                 elif self.epoch % t.checkpoint_every_epochs == 0:
                     self._save_latest(train_loss)
         except KeyboardInterrupt:
-            log.warning("interrupted: saving %s at step %d", self.out_dir / LATEST, self.global_step)
-            self._save_latest(train_loss)
+            if main:
+                log.warning("interrupted: saving %s at step %d", self.out_dir / LATEST, self.global_step)
+                self._save_latest(train_loss)
             raise
         finally:
             bar.close()
@@ -221,14 +253,14 @@ class Trainer:
         self.policy.train()
         losses = []
         complete = True
-        for batch in self._loader(self.train_set, shuffle=True, seed=t.seed + self.epoch):
+        for batch in self._loader(self.train_set, shuffle=True, seed=t.seed + self.epoch, pad=True):
             if self.global_step >= self.total_steps:
                 complete = False
                 break
             lr = lr_at(self.global_step, t.lr, t.warmup_steps, self.total_steps)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            loss = self.policy.compute_loss(_to(batch, self.device))
+            loss = self.model(_to(batch, self.device))
             if not torch.isfinite(loss):
                 raise RuntimeError(f"training diverged at step {self.global_step}: loss is {loss.item()}; lower training.lr")
             self.optimizer.zero_grad(set_to_none=True)
@@ -243,11 +275,16 @@ class Trainer:
             self.global_step += 1
             losses.append(loss.item())
             self._window.add(losses[-1], float(grad_norm), len(batch["action"]))
-            if self.global_step % t.log_every_steps == 0:
-                self.metrics.log(self.global_step, {**self._window.flush(), "train/lr": lr, "train/epoch": self.epoch})
+            if self.global_step % t.log_every_steps == 0:  # every rank gets here at the same step
+                scalars = self._window.flush()
+                world = self.dist.world_size
+                loss_sum, samples = self.dist.sum(scalars["train/loss"], scalars["train/samples_per_s"])
+                scalars.update({"train/loss": loss_sum / world, "train/samples_per_s": samples})
+                self.metrics.log(self.global_step, {**scalars, "train/lr": lr, "train/epoch": self.epoch})
             bar.update(1)
             bar.set_postfix(epoch=self.epoch, loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}")
-        return (float(np.mean(losses)) if losses else float("nan")), complete
+        total, count = self.dist.sum(float(np.sum(losses)), float(len(losses)))
+        return (total / count if count else float("nan")), complete
 
     def _evaluate(self) -> None:
         model = self.ema.ema_model if self.ema is not None else self.policy
@@ -268,24 +305,28 @@ class Trainer:
         """Mean denoising loss on the validation episodes, EMA weights, fixed noise (comparable across epochs)."""
         model = self.ema.ema_model if self.ema is not None else self.policy
         model.eval()
-        gen = torch.Generator(device=self.device).manual_seed(self.cfg.training.seed)
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.training.seed + self.dist.rank)
         total, count = 0.0, 0
-        for batch in self._loader(self.val_set, shuffle=False, seed=0):
+        for batch in self._loader(self.val_set, shuffle=False, seed=0, pad=False):
             batch = _to(batch, self.device)
             n = batch["action"].shape[0]
             total += model.compute_loss(batch, generator=gen).item() * n
             count += n
+        total, count = self.dist.sum(total, count)  # every rank's share of the validation episodes
         return total / max(count, 1)
 
-    def _loader(self, dataset: SequenceDataset, shuffle: bool, seed: int) -> Iterable[dict]:
+    def _loader(self, dataset: SequenceDataset, shuffle: bool, seed: int, pad: bool) -> Iterable[dict]:
+        """This rank's batches of one pass over ``dataset`` (a permutation drawn from ``seed`` when shuffling)."""
         t = self.cfg.training
+        n = len(dataset)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy() if shuffle else np.arange(n)
+        order = self.dist.shard(order, pad)
         if t.num_workers == 0:  # in this process: whole batches gathered at once (SequenceDataset.get_batch)
-            return _batches(dataset, t.batch_size, shuffle, seed)
+            return (dataset.get_batch(order[i : i + self.batch_size]) for i in range(0, len(order), self.batch_size))
         return DataLoader(
-            dataset,
-            batch_size=t.batch_size,
-            shuffle=shuffle,
-            generator=torch.Generator().manual_seed(seed),
+            Subset(dataset, order.tolist()),
+            batch_size=self.batch_size,
+            shuffle=False,  # the order above is already this epoch's
             num_workers=t.num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
@@ -358,6 +399,16 @@ class Trainer:
         log.info("resumed %s at epoch %d, step %d", self.out_dir / LATEST, self.epoch, self.global_step)
 
 
+class _NoMetrics:
+    """What ranks other than 0 log to: nothing (rank 0 writes the run's metrics)."""
+
+    def log(self, step: int, scalars: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class _Window:
     """Training scalars since the last log line: mean loss and gradient norm, samples per second."""
 
@@ -391,14 +442,6 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
             continue
         (no_decay if p.ndim < 2 or name.endswith("pos_emb") else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _batches(dataset: SequenceDataset, batch_size: int, shuffle: bool, seed: int) -> Iterator[dict]:
-    """Consecutive batches of ``dataset`` (a random permutation from ``seed`` when shuffling; the last may be smaller)."""
-    n = len(dataset)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy() if shuffle else np.arange(n)
-    for i in range(0, n, batch_size):
-        yield dataset.get_batch(order[i : i + batch_size])
 
 
 def _to(batch: dict, device: torch.device) -> dict:
