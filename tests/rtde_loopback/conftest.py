@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -7,6 +8,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))  # for rtde_loopback_helpers
 
 from rtde_loopback_helpers import start_sim_loopback  # noqa: E402
+
+from robot_stack.hardware.robot.rtde_loopback import find_free_loopback_host  # noqa: E402
 
 from robot_stack.hardware.robot.config import RobotConfig, load_robot_config  # noqa: E402
 
@@ -46,3 +49,23 @@ def control(loopback):
     c = rtde_control.RTDEControlInterface(loopback.host)
     yield c
     c.disconnect()
+
+
+@pytest.fixture
+def ursim():
+    """``robot-stack ursim`` in a subprocess; yields a function starting it with extra arguments."""
+    procs = []
+
+    def start(*extra: str) -> str:
+        host = find_free_loopback_host()
+        proc = subprocess.Popen([sys.executable, "-m", "robot_stack", "ursim", "--rig", "sim_ur5", "--host", host,
+                                 *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert "Ctrl-C to stop" in proc.stdout.readline()
+        return host
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.communicate(timeout=10)
+        assert proc.returncode == 0

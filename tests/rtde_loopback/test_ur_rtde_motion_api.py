@@ -171,3 +171,21 @@ def test_an_impossible_request_is_a_runtime_error_not_a_made_up_answer(control, 
     assert not control.moveL(list(receive.getActualTCPPose()), 0.1, 0.5)  # speedL still drives the arm
     assert not control.isProgramRunning()
     assert wait_for(lambda: np.max(np.abs(receive.getActualQd())) == 0.0, 3.0)  # and the arm stopped
+
+
+def test_get_jacobian_on_an_e_series_twin(ursim, sim_config):
+    """ur_rtde asks for the Jacobian from controller 5.23 on (the e-series twin reports 5.23)."""
+    import rtde_control
+    import rtde_receive
+
+    host = ursim("--controller", "e-series")
+    receive = rtde_receive.RTDEReceiveInterface(host)
+    control = rtde_control.RTDEControlInterface(host)
+    try:
+        expected = sim_config.kinematics().jacobian(receive.getActualQ())
+        # a real-time getter: the answer shows from the next call on (see the flange pose above)
+        assert wait_for(lambda: np.allclose(np.reshape(control.getJacobian(), (6, 6)).T, expected, atol=1e-9), 1.0)
+        assert control.isProgramRunning()
+    finally:
+        control.disconnect()
+        receive.disconnect()

@@ -2,15 +2,12 @@
 (protective stop, program stop from the pendant, emergency stop and powering back on)."""
 
 import struct
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 from rtde_loopback_helpers import RawRTDEClient, wait_for
 
-from robot_stack.hardware.robot.rtde_loopback import find_free_loopback_host
 from robot_stack.hardware.robot.rtde_loopback.conditions import Fault, NetworkConditions
 from robot_stack.hardware.robot.rtde_loopback.protocol import MessageType
 from robot_stack.hardware.robot.rtde_loopback.server import RTDELoopbackServer
@@ -83,26 +80,6 @@ def test_bad_fault_specs_are_refused():
     for bad in ("meltdown@1", "protective_stop", "protective_stop@1+2", "program_stop@x"):
         with pytest.raises(Exception, match="--fault"):
             Fault.parse(bad)
-
-
-@pytest.fixture
-def ursim():
-    """``robot-stack ursim`` in a subprocess; yields a function starting it with extra arguments."""
-    procs = []
-
-    def start(*extra: str) -> str:
-        host = find_free_loopback_host()
-        proc = subprocess.Popen([sys.executable, "-m", "robot_stack", "ursim", "--rig", "sim_ur5", "--host", host,
-                                 *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        procs.append(proc)
-        assert "Ctrl-C to stop" in proc.stdout.readline()
-        return host
-
-    yield start
-    for proc in procs:
-        proc.terminate()
-        proc.communicate(timeout=10)
-        assert proc.returncode == 0
 
 
 def test_scheduled_faults_reach_real_ur_rtde_clients(ursim):

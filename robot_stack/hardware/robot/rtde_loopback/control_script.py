@@ -22,12 +22,13 @@ Emulated commands:
   TCP), getInverseKinematics (near the current joints or a given ``qnear``; no solution is a runtime error,
   as URScript's ``get_inverse_kin`` raises), getInverseKinematicsHasSolution, isPoseWithinSafetyLimits
   (an IK solution inside the joint limits), isJointsWithinSafetyLimits, poseTrans, getTargetWaypoint,
-  getActualToolFlangePose, getTCPOffset, getStepTime, isSteady;
+  getActualToolFlangePose, getJacobian (at the current joints, as the script computes it), getTCPOffset,
+  getStepTime, isSteady;
 * settings: setPayload, setTcp (only to the arm's own TCP offset: the simulated arm's kinematics are fixed by
   its config), zeroFtSensor (the twin has no force sensor: nothing to zero), setWatchdog (action "stop"),
   kickWatchdog, triggerProtectiveStop, stopScript.
 
-Any other command (force mode, jogging, freedrive, getJacobian, contact detection, ...) is treated like a
+Any other command (force mode, jogging, freedrive, contact detection, ...) is treated like a
 URScript runtime error: the program stops (ur_rtde then returns False and reports that the control script
 is not running), the reason is logged with the command's name and ``failed_commands`` counts it (as it
 counts commands with invalid arguments) — a command is never acknowledged without being executed.
@@ -88,6 +89,7 @@ GET_IK = 46
 GET_FLANGE_POSE = 58
 IK_HAS_SOLUTION = 60
 IK_HAS_SOLUTION_NEAR = 61
+GET_JACOBIAN = 70
 # kickWatchdog(): ur_rtde sends it without waiting and its script has no case for it; writing the command
 # register is what feeds the watchdog.
 WATCHDOG = 99
@@ -122,7 +124,7 @@ _MOVE_JOINT_TOL = 2e-3  # rad
 _SPEEDL_JOINT_ACCEL = 1e3
 _MOVES = frozenset({MOVEJ, MOVEJ_IK, MOVEL, MOVEL_FK})
 _QUERIES = frozenset({GET_FK, GET_FK_OF, GET_IK, GET_IK_NEAR, IK_HAS_SOLUTION, IK_HAS_SOLUTION_NEAR, IS_POSE_SAFE,
-                      IS_JOINTS_SAFE, POSE_TRANS, GET_TARGET_WAYPOINT, GET_FLANGE_POSE})
+                      IS_JOINTS_SAFE, POSE_TRANS, GET_TARGET_WAYPOINT, GET_FLANGE_POSE, GET_JACOBIAN})
 _MOVE_SETTLE_DECEL = 1.0  # m/s^2, servoStop at the end of a moveL
 _MOVE_SETTLE_TIMEOUT = 2.0  # s after the profile ends
 _OFFSET = re.compile(r"reg_offset_int\s*=\s*(?:#[^\n]*\n\s*)?(\d+)")
@@ -532,6 +534,14 @@ class ControlScript:
             self._out_double(UR5Kinematics(args[6:12]).fk(args[:6]))
         elif cmd == GET_FLANGE_POSE:
             self._out_double(UR5Kinematics().fk(self.arm.get_actual_q()))
+        elif cmd == GET_JACOBIAN:
+            # As the script writes it (ur_rtde reads it from controller 5.23 on): column by column, the first
+            # four columns in registers 0-23, the last two in 36-47.
+            if self.offset:
+                return self._runtime_error(cmd, "the Jacobian needs the lower register range (offset 0)")
+            flat = kin.jacobian(self.arm.get_actual_q()).T.reshape(-1)
+            self.registers.output_double[0:24] = flat[:24].tolist()
+            self.registers.output_double[36:48] = flat[24:].tolist()
         elif cmd == GET_TARGET_WAYPOINT:
             self._out_double(self.arm.get_target_tcp_pose())
         elif cmd == POSE_TRANS:

@@ -58,7 +58,8 @@ class ControllerVersion:
 
 
 CB3 = ControllerVersion(3, 15, 7, 106331)
-E_SERIES = ControllerVersion(5, 11, 1, 108318)
+# 5.23: ur_rtde 1.6 enables its newest calls (getJacobian) from this version on
+E_SERIES = ControllerVersion(5, 23, 0, 12345)
 
 # Enumerations of the RTDE guide.
 ROBOT_MODE_POWER_OFF = 3
@@ -84,6 +85,7 @@ NOMINAL: dict[str, Any] = {
     "target_current": (0.0,) * 6,
     "target_moment": (0.0,) * 6,
     "actual_current": (0.0,) * 6,
+    "actual_current_as_torque": (0.0,) * 6,
     "joint_control_output": (0.0,) * 6,
     "actual_TCP_force": (0.0,) * 6,
     "ft_raw_wrench": (0.0,) * 6,

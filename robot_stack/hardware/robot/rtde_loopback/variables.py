@@ -23,6 +23,7 @@ OUTPUT_TYPES: dict[str, str] = {
     "actual_q": "VECTOR6D",
     "actual_qd": "VECTOR6D",
     "actual_current": "VECTOR6D",
+    "actual_current_as_torque": "VECTOR6D",  # PolyScope 5.23+; ur_rtde's receive interface asks for it there
     "joint_control_output": "VECTOR6D",
     "actual_TCP_pose": "VECTOR6D",
     "actual_TCP_speed": "VECTOR6D",
