@@ -16,12 +16,15 @@ opencv-python wheels cannot encode H.264 (no x264 for licensing reasons: it fall
 ``mp4v``), exposes no quality/pixel-format control, and reports failures only as ``isOpened() == False``
 or silently dropped writes. Without ``libx264`` we fall back to FFmpeg's ``mpeg4`` encoder (with a warning).
 
-Never blocking capture: the camera process only writes to its ring buffer; ``VideoRecorder`` runs in a
-thread of the recording process and pulls with ``get_since``. Nothing waits on it, so if encoding falls
-behind, the camera keeps running and the ring buffer overwrites frames the recorder has not read yet.
-Those are counted (``recorder_dropped``, from frame-number gaps not explained by the camera's own
-``dropped_frames``), back-pressure is tracked as the capture-to-encode lag and warned about while it
-exceeds half the buffer's span, and ``stop()`` reports both — nothing is lost silently.
+Never blocking capture: the camera process only writes to its ring buffer; ``VideoRecorder`` runs two
+threads in the recording process. A reader pulls with ``get_since`` and copies each frame into a
+``FrameSpool``; an encoder (lowest CPU priority) takes them from there. When encoding falls behind, frames
+wait in the spool — in memory for the first ``ram_frames``, then in a file next to the video — and are
+encoded later (at the latest in ``stop()``, which then takes longer), so a slow encoder costs disk space
+and time, never frames or the control path. Only a reader that cannot keep up with the ring buffer loses
+frames; those are counted (``recorder_dropped``, from frame-number gaps not explained by the camera's own
+``dropped_frames``). The capture-to-encode lag is tracked and warned about, and ``stop()`` reports the lag,
+the losses and how many frames went through the disk spool — nothing is lost silently.
 
 Atomic files: both files are written under ``*.partial`` names and renamed on success (timestamps first,
 so a present ``.mp4`` implies a complete pair). A crash or full disk leaves only ``.partial`` files in the
@@ -42,6 +45,7 @@ from typing import Optional
 import av
 import numpy as np
 
+from robot_stack.data.frame_spool import FrameSpool
 from robot_stack.runtime import SharedMemoryRingBuffer, StaleDataError, now, set_priority
 
 log = logging.getLogger(__name__)
@@ -99,6 +103,8 @@ class VideoStats:
     camera_dropped: int = 0  # frames the camera lost while recording (its dropped_frames counter)
     recorder_dropped: int = 0  # frames overwritten in the ring buffer before the recorder read them
     max_lag: float = 0.0  # worst capture-to-encode delay, seconds (back-pressure)
+    spooled: int = 0  # frames that waited for the encoder in the disk spool
+    max_backlog: int = 0  # most frames waiting for the encoder at once
 
     @property
     def duration(self) -> float:
@@ -213,7 +219,7 @@ class VideoWriter:
 
 
 class VideoRecorder:
-    """Records one camera's ring buffer to ``path`` in a background thread, from ``t_start`` to ``stop()``.
+    """Records one camera's ring buffer to ``path`` in background threads, from ``t_start`` to ``stop()``.
 
     The buffer must follow ``robot_stack.hardware.camera.camera_spec`` (``color``, ``timestamp``,
     ``frame_number``, ``dropped_frames``). Records with ``t_start < timestamp <= t_end`` are written.
@@ -224,7 +230,9 @@ class VideoRecorder:
 
     def __init__(self, buffer: SharedMemoryRingBuffer, path: str | os.PathLike, fps: float,
                  t_start: Optional[float] = None, codec: Optional[str] = None, crf: int = DEFAULT_CRF,
-                 poll_interval: Optional[float] = None, end_grace: float = 1.0):
+                 poll_interval: Optional[float] = None, end_grace: float = 1.0, ram_frames: Optional[int] = None):
+        """``ram_frames``: frames waiting for the encoder that stay in memory before the rest go to the disk
+        spool (default: two seconds of video)."""
         height, width, _ = buffer.spec["color"][0]
         self.buffer = buffer
         self.path = Path(path)
@@ -236,7 +244,12 @@ class VideoRecorder:
         self._span = buffer.capacity / fps  # seconds of history the ring buffer holds
         self._t_end: Optional[float] = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"video-{self.path}", daemon=True)
+        self._spool = FrameSpool((height, width, 3), self.path.with_name(self.path.name + ".spool"),
+                                 int(2 * fps) if ram_frames is None else ram_frames)
+        self._thread = threading.Thread(target=self._run, name=f"video-reader-{self.path.name}", daemon=True)
+        self._encoder = threading.Thread(target=self._encode, name=f"video-{self.path}", daemon=True)
+        self._read_done = threading.Event()
+        self._aborted = False
         self._error: Optional[BaseException] = None
         self._last_number: Optional[int] = None
         self._last_dropped: Optional[int] = None
@@ -259,6 +272,7 @@ class VideoRecorder:
 
     def start(self) -> "VideoRecorder":
         self._thread.start()
+        self._encoder.start()
         return self
 
     @property
@@ -276,12 +290,21 @@ class VideoRecorder:
         self._t_end = now() if t_end is None else t_end
         self._stop.set()
         self._thread.join()
+        waiting = len(self._spool)
+        if waiting and self._error is None:
+            log.info("%s: encoding the %d frames still waiting for the encoder", self.path, waiting)
+        self._encoder.join()  # it drains the spool first
+        self._spool.close()
         if self._error is not None:
             self._writer.abort()
             raise VideoRecordingError(f"recording {self.path} failed: {self._error}") from self._error
         stats = self._writer.close()
         stats = VideoStats(stats.path, stats.frames, stats.first_timestamp, stats.last_timestamp, stats.codec,
-                           self.camera_dropped, self.recorder_dropped, self.max_lag)
+                           self.camera_dropped, self.recorder_dropped, self.max_lag, self._spool.spilled,
+                           self._spool.max_backlog)
+        if self._spool.spilled:
+            log.warning("%s: encoding fell behind capture (up to %.2f s); %d frames waited in the disk spool and "
+                        "were encoded later, none lost", self.path, self.max_lag, self._spool.spilled)
         if self.camera_dropped or self.recorder_dropped:
             log.warning("%s: %d frames recorded; the camera dropped %d and the recorder lost %d (fell behind "
                         "the ring buffer)", self.path, stats.frames, self.camera_dropped, self.recorder_dropped)
@@ -290,9 +313,13 @@ class VideoRecorder:
     def abort(self) -> None:
         """Stop without keeping anything (e.g. a discarded episode)."""
         self._t_end = -float("inf")
+        self._aborted = True
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+        self._spool.close()
+        if self._encoder.is_alive():
+            self._encoder.join()
         self._writer.abort()
 
     # -- thread --------------------------------------------------------------------------------------------
@@ -302,14 +329,11 @@ class VideoRecorder:
         # after the recorder was created, and it must become the reference rather than count as lost.
         last_ts = self._baseline_ts
         try:
-            # Lowest priority, for this thread and the encoder threads it starts (the codec opens on the first
-            # frame, here): encoding may fall behind, the control path and the policy must not.
-            set_priority("background", f"video recorder {self.path.name}")
-            while True:
+            while self._error is None:
                 stopping = self._stop.is_set()
                 records = self.buffer.get_since(last_ts)
                 if len(records["timestamp"]):
-                    last_ts = self._write(records)
+                    last_ts = self._queue_frames(records)
                 elif not stopping:
                     time.sleep(self._poll)
                 if stopping:
@@ -319,8 +343,35 @@ class VideoRecorder:
         except BaseException as exc:  # noqa: BLE001 - reported by stop()
             log.error("recording %s failed: %s", self.path, exc)
             self._error = exc
+        finally:
+            self._read_done.set()
 
-    def _write(self, records: dict[str, np.ndarray]) -> float:
+    def _encode(self) -> None:
+        try:
+            # Lowest priority, for this thread and the encoder threads it starts (the codec opens on the first
+            # frame, here): encoding may fall behind, the control path and the policy must not.
+            set_priority("background", f"video recorder {self.path.name}")
+            while not self._aborted and self._error is None:
+                item = self._spool.get(self._poll)
+                if item is None:
+                    if self._read_done.is_set() and not len(self._spool):
+                        return
+                    continue
+                frame, timestamp = item
+                self._writer.write(frame, timestamp)
+                lag = now() - timestamp
+                self.max_lag = max(self.max_lag, lag)
+                if lag > self._span / 2 and now() - self._warned_at > 5.0:
+                    self._warned_at = now()
+                    log.warning("%s: video encoding is %.2f s behind capture; frames wait in %s and are encoded "
+                                "later (nothing is lost)", self.path, lag, self._spool.path.name)
+        except BaseException as exc:  # noqa: BLE001 - reported by stop()
+            if not self._aborted:
+                log.error("recording %s failed: %s", self.path, exc)
+                self._error = exc
+
+    def _queue_frames(self, records: dict[str, np.ndarray]) -> float:
+        """Hand the episode's new frames to the encoder (through the spool); returns the newest timestamp."""
         t_end = self._t_end if self._stop.is_set() else None
         for i, timestamp in enumerate(records["timestamp"]):
             if t_end is not None and timestamp > t_end:
@@ -330,13 +381,7 @@ class VideoRecorder:
                 self._last_dropped = int(records["dropped_frames"][i])
                 continue
             self._account(int(records["frame_number"][i]), int(records["dropped_frames"][i]))
-            self._writer.write(records["color"][i], timestamp)
-            lag = now() - float(timestamp)
-            self.max_lag = max(self.max_lag, lag)
-            if lag > self._span / 2 and now() - self._warned_at > 5.0:
-                self._warned_at = now()
-                log.warning("%s: video encoding is %.2f s behind capture (ring buffer holds %.2f s); frames "
-                            "will be lost if it keeps falling behind", self.path, lag, self._span)
+            self._spool.put(records["color"][i], float(timestamp))
         return float(records["timestamp"][-1])
 
     def _account(self, number: int, dropped: int) -> None:

@@ -179,3 +179,49 @@ def test_recorder_without_frames_raises(tmp_path):
     finally:
         camera.buffer.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_encoder_slower_than_the_camera_spools_frames_and_loses_none(tmp_path, monkeypatch, caplog):
+    """Encoding at ~25 fps behind a 60 fps camera with a 16-slot ring buffer (0.27 s of history): without the
+    spool the ring buffer would overwrite most frames before they were encoded."""
+    real_write = VideoWriter.write
+
+    def slow_write(self, image, timestamp):
+        time.sleep(0.04)
+        real_write(self, image, timestamp)
+
+    monkeypatch.setattr(VideoWriter, "write", slow_write)
+    camera = FakeCamera(fps=60, capacity=16)
+    try:
+        camera.run(0, 0)
+        t_start = now()
+        recorder = VideoRecorder(camera.buffer, tmp_path / "0.mp4", fps=camera.fps, t_start=t_start,
+                                 ram_frames=8).start()
+        camera.run(1, 90)  # 1.5 s of capture, ~3.6 s of encoding
+        stats = recorder.stop()
+    finally:
+        camera.buffer.close()
+    assert (stats.frames, stats.recorder_dropped, stats.camera_dropped) == (90, 0, 0)
+    assert stats.spooled > 30 and stats.max_backlog > 16  # more waited than the ring buffer could have held
+    np.testing.assert_array_equal(np.load(timestamps_path(stats.path)), [t for _, t in camera.log[1:]])
+    decoded = decode(stats.path)
+    assert len(decoded) == 90
+    for i in (0, 45, 89):  # in capture order, the spilled ones too
+        assert abs(decoded[i].mean() - frame(i + 1).mean()) < 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.mp4", "0.timestamps.npy"]  # spool file removed
+    assert "none lost" in caplog.text
+
+
+def test_aborting_a_spooling_recorder_leaves_nothing(tmp_path, monkeypatch):
+    real_write = VideoWriter.write
+    monkeypatch.setattr(VideoWriter, "write", lambda self, image, t: (time.sleep(0.05), real_write(self, image, t)))
+    camera = FakeCamera(fps=60, capacity=16)
+    try:
+        recorder = VideoRecorder(camera.buffer, tmp_path / "0.mp4", fps=camera.fps, t_start=now() - 1,
+                                 ram_frames=4).start()
+        camera.run(1, 40)
+        assert (tmp_path / "0.mp4.spool").exists()  # frames are waiting on disk
+        recorder.abort()
+    finally:
+        camera.buffer.close()
+    assert list(tmp_path.iterdir()) == []
