@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from robot_stack.runtime import scheduling
     from robot_stack.runtime.scheduling import PRIORITIES, may_raise_priority
 
     warnings: list[str] = []
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         from robot_stack.rig import load_rig
 
         rig = load_rig(args.rig)  # ConfigError: one line, exit 2
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    cores = scheduling.available_cores()
     print(f"cores: {len(cores)} usable ({', '.join(map(str, cores))})")
     if len(cores) < _COMFORTABLE_CORES:
         warnings.append(f"only {len(cores)} cores: the servo loop, the policy and the cameras share them; keep other "
@@ -57,16 +58,19 @@ def run(args: argparse.Namespace) -> int:
         robot = rig.robot
         print(f"rig {rig.name}: servo loop {robot.frequency:g} Hz ({robot.driver}), {len(rig.cameras)} camera(s)"
               + "".join(f", {c.name} {c.resolution[0]}x{c.resolution[1]}@{c.fps}" for c in rig.cameras))
-        if rig.cpus:
-            print("pinning: " + ", ".join(f"{role} -> {list(c)}" for role, c in rig.cpus.items()))
-            control = set(rig.cpus.get("control", ()))
-            shared = sorted(r for r, c in rig.cpus.items() if r != "control" and control & set(c))
+        pinning = scheduling.rig_cpus(rig.cpus)
+        if pinning:
+            source = "the rig's cpus:" if rig.cpus is not None else f"default for {len(cores)} cores"
+            print(f"pinning ({source}): " + ", ".join(f"{role} -> {list(c)}" for role, c in pinning.items()))
+            control = set(pinning.get("control", ()))
+            shared = sorted(r for r, c in pinning.items() if r != "control" and control & set(c))
             if shared:
                 warnings.append(f"the control role shares cores with {', '.join(shared)}: give it a core of its own "
                                 "in the rig's cpus:")
-        elif len(cores) >= _COMFORTABLE_CORES:
-            warnings.append(f"{len(cores)} cores and no cpus: in the rig: consider giving the control role a core of "
-                            f"its own (e.g. cpus: {{control: [{cores[-1]}]}})")
+        else:
+            why = "the rig's cpus: is empty" if rig.cpus is not None else f"none by default below " \
+                f"{scheduling.DEFAULT_PINNING_CORES} cores"
+            print(f"pinning: none ({why})")
     for line in warnings:
         print(f"warning: {line}")
     print("ok: nothing to fix" if not warnings else f"{len(warnings)} warning(s)")

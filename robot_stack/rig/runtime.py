@@ -14,7 +14,7 @@ from robot_stack.hardware.robot.controller import RobotController
 from robot_stack.hardware.teleop import SpaceMouseDevice, TeleopProcess
 from robot_stack.rig.config import RigConfig
 from robot_stack.runtime import DeviceProcess, Supervisor
-from robot_stack.runtime.scheduling import CPUS_ENV, use_cpus
+from robot_stack.runtime.scheduling import CPUS_ENV, rig_cpus, use_cpus
 from robot_stack.sim.pusht import SceneProcess
 
 
@@ -51,7 +51,7 @@ def start_rig(config: RigConfig, spacemouse: bool = False, extra: Sequence[Devic
     # The teleop device first: a missing SpaceMouse fails before the arm is connected.
     processes = [*extra] + ([teleop] if teleop else []) + [robot] + ([gripper] if gripper else []) + ([scene] if scene else []) + cameras
     pinned = os.environ.get(CPUS_ENV)
-    use_cpus(config.cpus)  # the processes started below (and this one's encoder threads) take their cores
+    use_cpus(rig_cpus(config.cpus))  # the processes started below (and this one's encoder threads) take their cores
     try:
         with Supervisor(processes) as supervisor:
             yield Rig(config, robot, cameras, scene, teleop, supervisor, gripper)

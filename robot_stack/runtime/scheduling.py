@@ -17,7 +17,9 @@ threads it starts later, which is why ``set_priority`` is called first thing in 
 CPU affinity (optional, the rig's ``cpus:``): ``use_cpus({"control": [1], "device": [0], ...})`` pins each
 listed role to those cores from then on — in this process's later ``set_priority`` calls and, through the
 ``ROBOT_STACK_CPUS`` environment variable, in the processes it spawns afterwards. Roles not listed are not
-pinned.
+pinned. A rig that says nothing gets ``default_cpus`` on machines with 4 or more cores (the servo loop alone
+on the last core, the policy on the rest of the upper half, everything else on the lower half); ``cpus: {}``
+turns pinning off.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ CPUS_ENV = "ROBOT_STACK_CPUS"
 def check_cpus(cpus: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, ...]]:
     """The validated role -> cores mapping; ``ValueError`` naming the role for an unknown role, an empty
     list, or a core this process cannot run on."""
-    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    available = available_cores()
     out = {}
     for role, cores in cpus.items():
         if role not in PRIORITIES:
@@ -50,6 +52,33 @@ def check_cpus(cpus: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, ...]]:
             raise ValueError(f"{role}: core(s) {missing} do not exist here (this machine runs on {available})")
         out[role] = tuple(sorted(set(cores)))
     return out
+
+
+# Below this many cores a core of its own for the servo loop costs the rest too much: no default pinning.
+DEFAULT_PINNING_CORES = 4
+
+
+def available_cores() -> list[int]:
+    """The cores this process may run on."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
+def default_cpus(cores: Sequence[int]) -> dict[str, tuple[int, ...]]:
+    """The pinning a rig without ``cpus:`` gets on ``cores``: none below ``DEFAULT_PINNING_CORES``; else the
+    control role alone on the last core, the policy on the rest of the upper half, devices and background
+    work (cameras, encoders, previews) on the lower half."""
+    cores = sorted(cores)
+    if len(cores) < DEFAULT_PINNING_CORES:
+        return {}
+    lower, upper = cores[: len(cores) // 2], cores[len(cores) // 2 :]
+    return {"control": (upper[-1],), "policy": tuple(upper[:-1]), "device": tuple(lower),
+            "background": tuple(lower)}
+
+
+def rig_cpus(cpus: Mapping[str, Sequence[int]] | None) -> dict[str, tuple[int, ...]]:
+    """What a rig's ``cpus:`` means here: its own mapping when it has one (``{}``: no pinning), else
+    ``default_cpus`` of this machine."""
+    return dict(cpus) if cpus is not None else default_cpus(available_cores())
 
 
 def use_cpus(cpus: Mapping[str, Sequence[int]] | None) -> None:

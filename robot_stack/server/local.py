@@ -90,6 +90,11 @@ class PolicyProcess(DeviceProcess):
         self._server: PolicyServer | None = None
 
     def setup(self) -> None:
+        import torch
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+        if cores and torch.get_num_threads() > cores:
+            torch.set_num_threads(cores)  # pinned to fewer cores: more threads would only contend for them
         service = self.make_service()
         service.warmup()  # lazy allocations happen now, not in the first real request
         self._server = PolicyServer(service, bind=self.endpoint, token=self.token)

@@ -65,3 +65,21 @@ def test_what_setup_built_is_frozen_out_of_the_collectors_generations(no_leaked_
         while proc.result.count == 0 and now() < deadline:
             threading.Event().wait(0.01)
         assert int(proc.result.get()["frozen"]) > 1000  # the imported modules' objects, at least
+
+
+def test_default_pinning_gives_the_servo_loop_a_core_of_its_own_from_four_cores_on(monkeypatch, capsys):
+    from robot_stack.cli import main
+    from robot_stack.runtime import scheduling
+
+    assert scheduling.default_cpus([0, 1, 2]) == {}  # too few cores to set one aside
+    assert scheduling.default_cpus([0, 1, 2, 3]) == {"control": (3,), "policy": (2,), "device": (0, 1),
+                                                      "background": (0, 1)}
+    eight = scheduling.default_cpus(range(8))
+    assert eight["control"] == (7,) and eight["policy"] == (4, 5, 6) and eight["device"] == (0, 1, 2, 3)
+    assert all(7 not in cores for role, cores in eight.items() if role != "control")
+    assert scheduling.rig_cpus({}) == {}  # the rig turned pinning off
+    assert scheduling.rig_cpus({"control": (1,)}) == {"control": (1,)}  # the rig's own wins
+
+    monkeypatch.setattr(scheduling, "available_cores", lambda: list(range(8)))
+    main(["doctor", "--rig", "sim_pusht"])
+    assert "pinning (default for 8 cores): control -> [7], policy -> [4, 5, 6]" in capsys.readouterr().out
