@@ -69,9 +69,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps-per-inference", type=_positive_int,
                         help="actions executed per chunk before re-planning (default: the checkpoint's "
                              "steps_per_inference, else the whole chunk)")
-    parser.add_argument("--chunking", choices=("switch", "inpaint"), default="switch",
+    parser.add_argument("--chunking", choices=("switch", "inpaint", "ensemble"), default="switch",
                         help="switch: a new chunk replaces the rest of the plan (default); inpaint: the policy "
-                             "samples each chunk continuing the current plan (its committed actions kept)")
+                             "samples each chunk continuing the current plan (its committed actions kept); "
+                             "ensemble: each action is the weighted mean of all recent chunks' predictions for "
+                             "its time (ACT's temporal ensembling)")
+    parser.add_argument("--ensemble-decay", type=float, default=0.01, metavar="M",
+                        help="with --chunking ensemble: the i-th oldest prediction weighs exp(-M * i) (default "
+                             "0.01, ACT's; larger: smoother, favouring older predictions)")
     parser.add_argument("--inference-timeout", type=float, default=1.0,
                         help="seconds before an unanswered request is abandoned (default 1)")
     parser.add_argument("--out", type=Path, help="dataset folder for the recordings (default runs/eval/<rig>-<time>)")
@@ -152,7 +157,7 @@ def _evaluate_lockstep(args: argparse.Namespace, rig: RigConfig, max_duration: f
     config = LockstepEvalConfig(
         args.checkpoint, lockstep,
         ExecutorConfig(dt=dt, steps_per_inference=args.steps_per_inference, chunking=args.chunking,
-                       action_delay_steps=_action_delay_steps(info, args.checkpoint)),
+                       ensemble_decay=args.ensemble_decay, action_delay_steps=_action_delay_steps(info, args.checkpoint)),
         RolloutConfig(max_duration=max_duration, inference_timeout=args.inference_timeout), rig.planar_z,
         inference_latency=args.inference_latency)
     seeds = list(range(args.seed, args.seed + args.episodes))
@@ -208,6 +213,7 @@ def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> 
         dt = 1.0 / args.frequency if args.frequency else (info.dt or 1.0 / DEFAULT_FREQUENCY)
         config = EvalConfig(episodes=args.episodes, seed=args.seed, base_z=rig.planar_z)
         executor_config = ExecutorConfig(dt=dt, steps_per_inference=args.steps_per_inference, chunking=args.chunking,
+                                         ensemble_decay=args.ensemble_decay,
                                          action_delay_steps=_action_delay_steps(info, args.checkpoint or endpoint))
         rollout_config = RolloutConfig(max_duration=max_duration, inference_timeout=args.inference_timeout)
         log.info("policy: observes %s, %d-step history, chunks of %d actions (%s executed per chunk); dt %.3f s, "

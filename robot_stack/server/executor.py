@@ -21,6 +21,13 @@ expects commands while the arm moves, and an arm that was given the whole future
 executing it blind if the robot-side loop died. The controller's interpolator lets a waypoint at or
 before its last one replace the rest of the trajectory, so the switch to a new chunk is seamless.
 
+Temporal ensembling (``chunking="ensemble"``, as in ACT). Chunks overlap in time; instead of the newest
+chunk's action, each action handed over is the weighted mean of every recent chunk's prediction for that
+time: weight ``exp(-ensemble_decay * i)`` for the i-th oldest prediction, so with the default (ACT's 0.01)
+all count nearly equally and a larger decay favours the oldest, i.e. more smoothing. Positions and widths
+are averaged linearly, rotations as rotations (``scipy`` ``Rotation.mean``). The stored predictions are the
+chunks' own, never the averages.
+
 Re-planning. A new inference is due ``steps_per_inference`` steps after the previous observation, but
 early enough that its chunk (given the worst recently measured latency) arrives before the current plan
 runs out (``next_inference_time``). When the plan does run out (slow or missing server), the arm holds at
@@ -42,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from robot_stack.config import ConfigError
 from robot_stack.runtime import interpolate_poses, now
@@ -49,7 +57,7 @@ from robot_stack.server.transport import ActionChunk
 
 log = logging.getLogger(__name__)
 
-CHUNKING_MODES = ("switch", "inpaint")
+CHUNKING_MODES = ("switch", "inpaint", "ensemble")
 
 # How many recent chunk latencies the re-planning estimate looks at (the worst of them is used).
 _LATENCY_WINDOW = 10
@@ -78,13 +86,15 @@ class ExecutorConfig:
     ``action_delay_steps``: steps between a recorded action's step and its target time (module docstring).
     ``chunking``: "switch" (a new chunk replaces the rest of the plan as predicted) or "inpaint" (each
     request carries the current plan for the new chunk's steps, and the policy samples a chunk that keeps
-    the actions due before it can arrive and blends into the rest; ``plan_for``).
+    the actions due before it can arrive and blends into the rest; ``plan_for``) or "ensemble" (each action
+    is the weighted mean of all recent chunks' predictions for its time; ``ensemble_decay``, module docstring).
     """
 
     dt: float = 0.1
     steps_per_inference: int | None = None
     action_delay_steps: int = 0
     chunking: str = "switch"
+    ensemble_decay: float = 0.01
     robot_latency: float = 0.01
     margin: float = 0.005
     lookahead: float = 0.2
@@ -98,6 +108,8 @@ class ExecutorConfig:
             raise ConfigError(f"action_delay_steps: must be >= 0, got {self.action_delay_steps}")
         if self.chunking not in CHUNKING_MODES:
             raise ConfigError(f"chunking: must be one of {list(CHUNKING_MODES)}, got {self.chunking!r}")
+        if not (np.isfinite(self.ensemble_decay) and self.ensemble_decay >= 0):
+            raise ConfigError(f"ensemble_decay: must be >= 0, got {self.ensemble_decay}")
         if self.robot_latency < 0 or self.margin < 0:
             raise ConfigError("robot_latency and margin must be >= 0")
         if self.lookahead <= self.robot_latency + self.margin:
@@ -201,6 +213,9 @@ class RecedingHorizonExecutor:
         self._current: ChunkOutcome | None = None
         self._plan: tuple[np.ndarray, np.ndarray] | None = None  # (times, poses) of the current plan
         self._recent_latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
+        # ensemble: the raw predictions (times, poses) of the chunks that may still cover a future action
+        self._predictions: deque[tuple[np.ndarray, np.ndarray]] = deque(
+            maxlen=-(-n_action_steps // self.steps_per_inference) + 1)
 
     @property
     def plan_end(self) -> float | None:
@@ -243,6 +258,9 @@ class RecedingHorizonExecutor:
             poses = np.stack([self.action_to_pose(actions[k]) for k in fresh])
             if self.gripper is not None:  # the width travels with its pose as a 7th column
                 poses = np.concatenate([poses, actions[fresh, 6:7]], axis=1)
+            if cfg.chunking == "ensemble":
+                self._predictions.append((times[fresh], poses))
+                poses = self._ensemble(times[fresh])
             before = self.planned_pose(times[fresh[0]])
             if before is not None:
                 self.stats.boundary_jumps.append(float(np.linalg.norm(poses[0, :3] - before[:3])))
@@ -328,6 +346,19 @@ class RecedingHorizonExecutor:
         if poses.shape[1] > 6:
             out = np.concatenate([out, np.interp(t, times, poses[:, 6])[:, None]], axis=1)
         return out
+
+    def _ensemble(self, t: np.ndarray) -> np.ndarray:
+        """The weighted mean, at each time of ``t``, of the stored predictions that cover it (oldest first)."""
+        out = []
+        for t_k in t:
+            covering = [p for p in self._predictions if p[0][0] - 1e-9 <= t_k <= p[0][-1] + 1e-9]
+            values = np.stack([self._interpolate(p, np.asarray([t_k]))[0] for p in covering])
+            weights = np.exp(-self.config.ensemble_decay * np.arange(len(values)))
+            weights /= weights.sum()
+            mean = weights @ values  # positions (and a width column) linearly
+            mean[3:6] = Rotation.from_rotvec(values[:, 3:6]).mean(weights).as_rotvec()
+            out.append(mean)
+        return np.stack(out)
 
     def _supersede(self) -> None:
         if self._pending:

@@ -31,10 +31,10 @@ class ClockedController(RecordingController):
         self.handed.append((float(target_time), self.clock.t))
 
 
-def _executor(clock, steps_per_inference=None, n=8, controller=None, lookahead=0.2):
+def _executor(clock, steps_per_inference=None, n=8, controller=None, lookahead=0.2, action_dim=2, **config):
     cfg = ExecutorConfig(dt=0.1, steps_per_inference=steps_per_inference, robot_latency=0.01, margin=0.005,
-                         lookahead=lookahead)
-    return RecedingHorizonExecutor(controller or ClockedController(clock), cfg, n, 2, BASE, clock=clock)
+                         lookahead=lookahead, **config)
+    return RecedingHorizonExecutor(controller or ClockedController(clock), cfg, n, action_dim, BASE, clock=clock)
 
 
 def _chunk(t_obs, t_received, n=8, rid=1, start=(0.5, 0.1)):
@@ -260,3 +260,44 @@ def test_the_jump_at_each_chunk_boundary_is_measured():
     ex.accept(_chunk(10.4, 10.45, rid=2, start=(0.6, 0.1)))  # first fresh action at 10.5: 0.6 + 0.01
     # at 10.5 the first plan was at (0.55, 0.15); the new chunk's first on-time action (k = 1) is (0.61, 0.11)
     assert ex.stats.boundary_jumps == [pytest.approx(np.hypot(0.06, 0.04), abs=1e-9)]
+
+
+def test_temporal_ensembling_averages_every_chunk_that_covers_an_action_with_act_weights():
+    clock = FakeClock(10.05)
+    decay = float(np.log(3.0))  # the older of two predictions weighs 1, the newer 1/3
+    ex = _executor(clock, steps_per_inference=4, lookahead=0.05, chunking="ensemble", ensemble_decay=decay)
+    flat = lambda x: np.tile([x, 0.0], (8, 1))  # noqa: E731 - a chunk holding x at every step
+    ex.accept(ActionChunk(1, flat(0.0), 10.0, 10.0, 10.05, 0.05))
+    _tick_until(ex, clock, 10.39)
+    ex.accept(ActionChunk(2, flat(1.0), 10.4, 10.4, 10.45, 0.05))
+    _tick_until(ex, clock, 11.0)
+    by_time = {round(w.target_time, 3): w.pose for w in ex.controller.waypoints}
+    assert by_time[10.3][0] == pytest.approx(0.0)  # only the first chunk covered it
+    assert by_time[10.5][0] == pytest.approx(0.25)  # both: (0 * 1 + 1 * 1/3) / (4/3)
+    assert by_time[10.7][0] == pytest.approx(0.25)  # the first chunk's last action time
+    assert by_time[10.8][0] == pytest.approx(1.0)  # past the first chunk: only the second
+    ex3 = _executor(FakeClock(10.05), chunking="ensemble", ensemble_decay=0.0)
+    assert ex3.config.ensemble_decay == 0.0
+    with pytest.raises(ConfigError, match="ensemble_decay"):
+        ExecutorConfig(chunking="ensemble", ensemble_decay=-1.0)
+
+
+def test_temporal_ensembling_averages_rotations_as_rotations():
+    from scipy.spatial.transform import Rotation
+
+    clock = FakeClock(10.05)
+    ex = _executor(clock, steps_per_inference=4, lookahead=0.05, action_dim=6, chunking="ensemble",
+                   ensemble_decay=0.0)
+    a, b = Rotation.from_euler("z", 170, degrees=True), Rotation.from_euler("z", -170, degrees=True)
+
+    def chunk(rid, t_obs, rotation):
+        return ActionChunk(rid, np.tile(np.r_[0.5, 0.0, 0.1, rotation.as_rotvec()], (8, 1)), t_obs, t_obs,
+                           t_obs + 0.05, 0.05)
+
+    ex.accept(chunk(1, 10.0, a))
+    _tick_until(ex, clock, 10.39)
+    ex.accept(chunk(2, 10.4, b))
+    _tick_until(ex, clock, 11.0)
+    by_time = {round(w.target_time, 3): w.pose for w in ex.controller.waypoints}
+    # halfway between +170 and -170 degrees about z is 180 degrees, not the 0 a rotation-vector mean gives
+    assert Rotation.from_rotvec(by_time[10.5][3:6]).magnitude() == pytest.approx(np.pi, abs=1e-6)
