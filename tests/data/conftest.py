@@ -16,3 +16,15 @@ def sim_camera():
     config = CameraConfig(name="test", driver="sim", resolution=(64, 48), fps=30, sim_latency=0.01)
     with CameraProcess(config) as cam:
         yield cam
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """A dataset recorded by lockstep collection on sim_pusht: 2 episodes, two 320x240 cameras at 30 fps with
+    capture timestamps, steps at 10 Hz, the camera setup, timing convention and seeds (read-only)."""
+    from robot_stack.cli import main
+
+    root = tmp_path_factory.mktemp("recorded") / "demos"
+    assert main(["collect", "--rig", "sim_pusht", "--teleop", "scripted", "--episodes", "2", "--lockstep",
+                 "--workers", "1", "--out", str(root), "--no-preview"]) == 0
+    return root

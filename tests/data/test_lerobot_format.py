@@ -13,7 +13,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from robot_stack.cli import main
 from robot_stack.data.check import check_dataset
 from robot_stack.data.dataset import EpisodeDataset
 from robot_stack.data.lerobot_format import SIDECAR, LeRobotFormatError, export_lerobot, import_lerobot
@@ -22,14 +21,6 @@ from robot_stack.data.step_frames import episode_step_frames
 TASK = "Push the T block onto the target"
 # Mean absolute difference (0-255 levels) one extra H.264 generation may add to a step's frame.
 CODEC_TOLERANCE = 2.0
-
-
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("recorded") / "demos"
-    assert main(["collect", "--rig", "sim_pusht", "--teleop", "scripted", "--episodes", "2", "--lockstep",
-                 "--workers", "1", "--out", str(root), "--no-preview"]) == 0
-    return root
 
 
 @pytest.fixture(scope="module")
