@@ -113,11 +113,7 @@ def export_lerobot(dataset: str | Path, out: str | Path, task: str | None = None
     pa, pq, pd = _parquet()
     src, out = Path(dataset), Path(out)
     _check_new_folder(out)
-    try:
-        folder = EpisodeDataset.open(src, "r")
-    except ConfigError as exc:
-        raise LeRobotFormatError(f"{exc} (give a robot_stack dataset folder with replay_buffer.zarr/)") from None
-    with folder:
+    with EpisodeDataset.open(src, "r") as folder:  # ReplayBufferError (one line) if it is not a dataset
         buffer = folder.replay_buffer
         if buffer.n_episodes == 0:
             raise LeRobotFormatError(f"{src} has no complete episodes to export")

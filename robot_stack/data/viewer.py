@@ -51,11 +51,7 @@ def view_dataset(dataset: str | Path, episodes: Sequence[int] | None = None, sav
     newly spawned viewer. Returns how many episodes were logged."""
     rr = _rerun()
     root = Path(dataset)
-    try:
-        folder = EpisodeDataset.open(root, "r")
-    except ConfigError as exc:
-        raise ViewerError(f"{exc} (give a dataset folder with replay_buffer.zarr/)") from None
-    with folder:
+    with EpisodeDataset.open(root, "r") as folder:  # ReplayBufferError (one line) if it is not a dataset
         n = folder.n_episodes
         chosen = list(range(n)) if episodes is None else list(episodes)
         bad = [e for e in chosen if not 0 <= e < n]
