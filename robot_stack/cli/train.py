@@ -93,12 +93,17 @@ def run(args: argparse.Namespace) -> int:
     dist = DistributedContext.from_environment()  # several processes when started by torchrun
     evaluator = _rollout_evaluator(args, cfg) if args.eval_rig else None
     dist.start(dist.device(resolve_device(device)))
+    trainer = None
     try:
         trainer = Trainer(cfg, args.dataset, args.out, device=device, resume=args.resume,
                           show_progress=not args.no_progress, evaluator=evaluator, eval_every=args.eval_every,
                           dist=dist)
         result = trainer.run()
+        trainer.release_distributed()
+        dist.barrier()  # every rank done before the group goes away
     finally:
+        if trainer is not None:
+            trainer.release_distributed()
         dist.stop()
     if not dist.is_main:
         return 0

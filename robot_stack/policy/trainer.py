@@ -35,6 +35,7 @@ rollout evaluation and logs losses averaged over the ranks. Every rank draws its
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import random
@@ -195,6 +196,13 @@ class Trainer:
             self._restore(resume_payload)
         if self.dist.rank:  # its own diffusion noise (resumed runs restore rank 0's stream first)
             torch.manual_seed(tcfg.seed + 7919 * self.dist.rank + self.global_step)
+
+    def release_distributed(self) -> None:
+        """Drop the DistributedDataParallel wrapper. Call it before the process group is destroyed: a gloo
+        reducer torn down after its group (or after a peer exited) can wait forever for the peer."""
+        if self.model is not self.policy:
+            self.model = self.policy
+            gc.collect()  # the wrapper's reference cycles go now, not at some later collection
 
     @property
     def steps_per_epoch(self) -> int:

@@ -411,11 +411,9 @@ class ControlScript:
         if not (np.all(np.isfinite(target)) and math.isfinite(accel) and accel > 0):
             return self._runtime_error(cmd, f"velocity {target.tolist()} / acceleration {accel} must be finite, "
                                             "the acceleration positive")
-        if self._async_step is not None and self._busy(cmd):
+        if self._busy(cmd):  # the same speed command again just changes its target
             return False
-        if self._speed is None or self._speed[0] != cmd:
-            if self._busy(cmd):
-                return False
+        if self._speed is None:
             self._tool_velocity = self.arm.get_actual_tcp_speed()
         self._speed = (cmd, target, accel)
         return self._apply_speed()
