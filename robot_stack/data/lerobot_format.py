@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from robot_stack.config import ConfigError
 from robot_stack.data.dataset import EpisodeDataset
-from robot_stack.data.step_frames import episode_step_frames
+from robot_stack.data.step_frames import episode_step_frames, video_frames
 from robot_stack.data.video_recorder import VideoWriter
 
 log = logging.getLogger(__name__)
@@ -239,16 +239,13 @@ def _write_export(tmp: Path, folder: EpisodeDataset, names: dict[str, str], came
             row.update({"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0})
             episode_rows.append(row)
             index += length
-        if pq_writer is not None:
-            pq_writer.close()
-            pq_writer = None
         for writer in writers.values():
             writer.close()
         writers.clear()
     finally:
         if pq_writer is not None:
             pq_writer.close()
-        for writer in writers.values():
+        for writer in writers.values():  # only after a failure: the finished ones were closed above
             writer.abort()
 
     features: dict[str, dict] = {}
@@ -614,16 +611,10 @@ class _EpisodeFrames:
 
 
 def _decode_timed(path: Path) -> Iterator[tuple[float, np.ndarray]]:
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                if frame.time is None:
-                    raise LeRobotFormatError(f"{path}: a frame has no presentation time")
-                yield float(frame.time), frame.to_ndarray(format="rgb24")
-    except av.FFmpegError as exc:
-        raise LeRobotFormatError(f"cannot decode {path}: {exc}") from None
+    for t, image in video_frames(path):
+        if t is None:
+            raise LeRobotFormatError(f"{path}: a frame has no presentation time")
+        yield float(t), image
 
 
 # -- shared -------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import av
 import numpy as np
@@ -40,22 +40,28 @@ class DatasetError(ConfigError):
     """The dataset on disk is missing something or is inconsistent; the message names the file."""
 
 
+def video_frames(path: Path) -> Iterator[tuple[float | None, np.ndarray]]:
+    """(presentation time in s, or None if the container has none; HxWx3 uint8 RGB) of each frame of a video,
+    decoded one at a time; ``DatasetError`` naming the file if it cannot be decoded."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for f in container.decode(stream):
+                yield f.time, f.to_ndarray(format="rgb24")
+    except (av.FFmpegError, IndexError) as exc:
+        raise DatasetError(f"cannot decode video {path}: {exc}") from None
+
+
 def decode_video(path: Path, transform: Callable[[np.ndarray], np.ndarray] | None = None
                  ) -> tuple[np.ndarray, np.ndarray | None]:
     """All frames of a video as (n, H, W, 3) uint8 RGB (each passed through ``transform``, e.g. a resize, as
     it is decoded, so a full-resolution episode never sits in memory), and their presentation times in
     seconds from the container (None when the container has none)."""
     frames, times = [], []
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for f in container.decode(stream):
-                image = f.to_ndarray(format="rgb24")
-                frames.append(image if transform is None else transform(image))
-                times.append(f.time)
-    except (av.FFmpegError, IndexError) as exc:
-        raise DatasetError(f"cannot decode video {path}: {exc}") from None
+    for t, image in video_frames(path):
+        frames.append(image if transform is None else transform(image))
+        times.append(t)
     if not frames:
         raise DatasetError(f"video {path} has no frames")
     return np.stack(frames), (None if any(t is None for t in times) else np.asarray(times, dtype=np.float64))
