@@ -203,7 +203,8 @@ class RTDELoopbackServer:
         while not self._stop.is_set():
             try:
                 schedule.run(time.monotonic() - started)
-                self._apply_delayed_inputs()
+                if self.network is not None:  # inputs are only ever delayed under injected latency
+                    self._apply_delayed_inputs()
                 self.controller.tick()
                 if self._on_tick is not None:
                     self._on_tick(self.controller)
