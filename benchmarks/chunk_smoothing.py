@@ -4,8 +4,9 @@ For each simulated inference latency and chunking mode, the shipped low-dim chec
 episodes on the lockstep simulator (the runtime's evaluation loop in simulated time). Printed per row: the
 jump of the arm's target position at chunk boundaries (how far each new chunk's first on-time action is
 from where the plan it replaced was at that time; p95 and max over all boundaries, mm) and the success
-rate; last, ``inpaint/switch boundary jump p95 ratio: X`` (and the same for ensemble) over all latencies
-pooled. Jerk is not measured.
+rate, and the jerk along the executed waypoint path (``ExecutionStats.jerks``: third divided differences of
+the waypoints handed to the arm, a replaced waypoint cut out; RMS and p95, m/s^3); last, ``inpaint/switch
+boundary jump p95 ratio: X`` (and the same for ensemble) over all latencies pooled.
 
 Usage: python benchmarks/chunk_smoothing.py [--episodes 50] [--latencies 0 0.1 0.2 0.3] [--modes switch inpaint
 ensemble] [--workers 2] [--json OUT]
@@ -45,21 +46,25 @@ def main() -> None:
                               ExecutorConfig(dt=info.dt, action_delay_steps=info.action_delay_steps),
                               RolloutConfig(max_duration=rig.scene.time_limit), rig.planar_z)
     seeds = list(range(HELD_OUT_SEED_START, HELD_OUT_SEED_START + args.episodes))
-    print(f"{'latency s':>9} {'mode':>8} {'boundaries':>10} {'jump p95 mm':>11} {'jump max mm':>11} {'success':>8}")
+    print(f"{'latency s':>9} {'mode':>8} {'boundaries':>10} {'jump p95 mm':>11} {'jump max mm':>11} "
+          f"{'jerk rms':>9} {'jerk p95':>9} {'success':>8}")
     rows, pooled = [], {mode: [] for mode in args.modes}
     for latency in args.latencies:
         for mode in args.modes:
             config = replace(base, executor=replace(base.executor, chunking=mode), inference_latency=latency)
             results = evaluate_lockstep(config, seeds, args.workers)
             jumps = np.array([j for r in results for j in r.rollout.execution.boundary_jumps]) * 1e3
+            jerks = np.concatenate([r.rollout.execution.jerks(info.dt) for r in results])
             success = float(np.mean([r.success for r in results]))
             pooled[mode].extend(jumps.tolist())
             row = {"latency": latency, "mode": mode, "boundaries": int(len(jumps)),
                    "jump_p95_mm": float(np.percentile(jumps, 95)), "jump_max_mm": float(jumps.max()),
+                   "jerk_rms": float(np.sqrt(np.mean(jerks ** 2))), "jerk_p95": float(np.percentile(jerks, 95)),
                    "success_rate": success, "episodes": len(results)}
             rows.append(row)
             print(f"{latency:>9.2f} {mode:>8} {row['boundaries']:>10} {row['jump_p95_mm']:>11.2f} "
-                  f"{row['jump_max_mm']:>11.2f} {success:>8.0%}", flush=True)
+                  f"{row['jump_max_mm']:>11.2f} {row['jerk_rms']:>9.1f} {row['jerk_p95']:>9.1f} {success:>8.0%}",
+                  flush=True)
     ratios = {}
     for mode in (m for m in args.modes if m != "switch" and "switch" in pooled):
         ratios[mode] = float(np.percentile(pooled[mode], 95) / np.percentile(pooled["switch"], 95))

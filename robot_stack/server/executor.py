@@ -158,6 +158,25 @@ class ExecutionStats:
     # per chunk that replaced a plan: how far (m) its first action's position is from where the replaced plan
     # was at that time — the jump the arm's target makes at the chunk boundary
     boundary_jumps: list[float] = field(default_factory=list)
+    # the executed path: (time, xyz) of each waypoint handed over, a later-handed waypoint at or before an
+    # earlier one's time replacing it and what followed (as the controller's interpolator does)
+    executed: list[tuple[float, float, float, float]] = field(default_factory=list)
+
+    def jerks(self, dt: float) -> np.ndarray:
+        """|jerk| (m/s^3) along the executed path: six times the third divided difference of each four
+        consecutive waypoints, where all their spacings lie in [dt/4, 2 dt] (a hold for lack of a plan is a
+        gap, not a motion)."""
+        if len(self.executed) < 4:
+            return np.zeros(0)
+        path = np.asarray(self.executed)
+        t, p = path[:, 0], path[:, 1:]
+        gaps = np.diff(t)
+        ok = (gaps >= dt / 4) & (gaps <= 2 * dt)
+        ok = ok[:-2] & ok[1:-1] & ok[2:]
+        d1 = np.diff(p, axis=0) / gaps[:, None]
+        d2 = np.diff(d1, axis=0) / (t[2:] - t[:-2])[:, None]
+        d3 = np.diff(d2, axis=0) / (t[3:] - t[:-3])[:, None]
+        return 6.0 * np.linalg.norm(d3[ok], axis=1)
 
 
 GRIPPER_ACTION_DIM = 7  # [x, y, z, rx, ry, rz, width]
@@ -289,6 +308,10 @@ class RecedingHorizonExecutor:
                 self.stats.dropped += 1
                 continue
             self.controller.schedule_waypoint(pose[:6], t_k)
+            executed = self.stats.executed
+            while executed and executed[-1][0] >= t_k:
+                executed.pop()
+            executed.append((t_k, float(pose[0]), float(pose[1]), float(pose[2])))
             if self.gripper is not None:
                 self.gripper.schedule_waypoint(float(pose[6]), t_k)
             if not self._current.scheduled:
