@@ -21,7 +21,7 @@ from robot_stack.runtime.device_process import DEBUG_ENV, debug_enabled, error_s
 
 # Modules under robot_stack.cli that each contribute one subcommand, in --help order.
 _COMMAND_MODULES: tuple[str, ...] = ("train", "report", "serve", "cameras", "collect", "replay", "eval", "dataset",
-                                     "view", "ursim", "doctor")
+                                     "view", "ursim", "calibrate", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

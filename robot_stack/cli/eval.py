@@ -88,9 +88,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="evaluate on the lockstep simulator (simulated time, no processes, nothing recorded) "
                         "instead of the runtime; simulated Push-T rigs and local checkpoints only")
     parser.add_argument("--workers", type=_positive_int, help="--lockstep: episodes in parallel (default: the cores)")
-    parser.add_argument("--inference-latency", type=float, default=0.08,
-                        help="--lockstep: simulated seconds from request to action chunk (default 0.08)")
+    parser.add_argument("--inference-latency", type=float,
+                        help="--lockstep: simulated seconds from request to action chunk (default: the median in the "
+                        f"rig's latency calibration, else {_DEFAULT_INFERENCE_LATENCY})")
+    parser.add_argument("--latency", default=None, metavar="FILE",
+                        help="latency calibration to use (default: calibration/<rig>/latency.yaml if it exists, from "
+                        "`robot-stack calibrate latency`; 'none': ignore it): its arm command latency becomes the "
+                        "executor's robot latency")
     parser.set_defaults(func=run)
+
+
+_DEFAULT_INFERENCE_LATENCY = 0.08  # s, simulated in --lockstep without a calibration
+
+
+def _apply_latency_calibration(args: argparse.Namespace, rig: RigConfig) -> float:
+    """The executor's robot latency, and ``args.inference_latency`` filled in, from the rig's latency
+    calibration (``--latency``); says where each value comes from."""
+    from robot_stack.rig.latency import find_latency, load_latency
+    from robot_stack.server.executor import ExecutorConfig
+
+    if args.latency == "none":
+        calibration = None
+    elif args.latency is not None:
+        if not Path(args.latency).is_file():
+            raise ConfigError(f"--latency {args.latency}: no such file (write one with `robot-stack calibrate latency`)")
+        calibration = load_latency(args.latency)
+    else:
+        calibration = find_latency(rig.name)
+    robot_latency = ExecutorConfig.robot_latency
+    if calibration is not None:
+        if calibration.rig != rig.name:
+            raise ConfigError(f"--latency: the calibration is of rig {calibration.rig!r}, not {rig.name!r}")
+        robot_latency = calibration.command_latency_max
+        log.info("latency calibration of %s: robot latency %.1f ms (its command latency max)", rig.name,
+                 robot_latency * 1e3)
+        if args.inference_latency is None and calibration.inference is not None and args.lockstep:
+            args.inference_latency = calibration.inference.median
+            log.info("simulated inference latency %.1f ms (the calibration's median)", args.inference_latency * 1e3)
+    if args.inference_latency is None:
+        args.inference_latency = _DEFAULT_INFERENCE_LATENCY
+    return robot_latency
 
 
 def _positive_int(text: str) -> int:
@@ -111,12 +148,13 @@ def run(args: argparse.Namespace) -> int:
     if args.max_duration is not None and args.max_duration <= 0:
         raise ConfigError(f"--max-duration must be > 0 s, got {args.max_duration}")
     max_duration = args.max_duration or (rig.scene.time_limit if rig.scene is not None else 60.0)
+    robot_latency = _apply_latency_calibration(args, rig)
     if args.lockstep:
-        return _evaluate_lockstep(args, rig, max_duration)
+        return _evaluate_lockstep(args, rig, max_duration, robot_latency)
     if args.workers is not None:
         raise ConfigError("--workers is for --lockstep evaluation")
     preflight(rig)
-    return _evaluate(args, rig, max_duration)
+    return _evaluate(args, rig, max_duration, robot_latency)
 
 
 def _scene_fields(rig: RigConfig) -> list[str]:
@@ -133,7 +171,7 @@ def _gripper_fields(rig: RigConfig) -> list[str]:
     return [f for f in GRIPPER_STATE_SPEC if f != "timestamp"] if rig.gripper is not None else []
 
 
-def _evaluate_lockstep(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> int:
+def _evaluate_lockstep(args: argparse.Namespace, rig: RigConfig, max_duration: float, robot_latency: float) -> int:
     from tqdm import tqdm
 
     from robot_stack.server.evaluation import results_json, summarize
@@ -157,7 +195,8 @@ def _evaluate_lockstep(args: argparse.Namespace, rig: RigConfig, max_duration: f
     config = LockstepEvalConfig(
         args.checkpoint, lockstep,
         ExecutorConfig(dt=dt, steps_per_inference=args.steps_per_inference, chunking=args.chunking,
-                       ensemble_decay=args.ensemble_decay, action_delay_steps=_action_delay_steps(info, args.checkpoint)),
+                       ensemble_decay=args.ensemble_decay, action_delay_steps=_action_delay_steps(info, args.checkpoint),
+                       robot_latency=robot_latency),
         RolloutConfig(max_duration=max_duration, inference_timeout=args.inference_timeout), rig.planar_z,
         inference_latency=args.inference_latency)
     seeds = list(range(args.seed, args.seed + args.episodes))
@@ -175,7 +214,7 @@ def _evaluate_lockstep(args: argparse.Namespace, rig: RigConfig, max_duration: f
     return 0
 
 
-def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> int:
+def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float, robot_latency: float) -> int:
     from robot_stack.data.dataset import EpisodeDataset
     from robot_stack.data.episode_recorder import CameraStream, EpisodeRecorder
     from robot_stack.data.timing_convention import TimingConvention
@@ -214,7 +253,8 @@ def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float) -> 
         config = EvalConfig(episodes=args.episodes, seed=args.seed, base_z=rig.planar_z)
         executor_config = ExecutorConfig(dt=dt, steps_per_inference=args.steps_per_inference, chunking=args.chunking,
                                          ensemble_decay=args.ensemble_decay,
-                                         action_delay_steps=_action_delay_steps(info, args.checkpoint or endpoint))
+                                         action_delay_steps=_action_delay_steps(info, args.checkpoint or endpoint),
+                                         robot_latency=robot_latency)
         rollout_config = RolloutConfig(max_duration=max_duration, inference_timeout=args.inference_timeout)
         log.info("policy: observes %s, %d-step history, chunks of %d actions (%s executed per chunk); dt %.3f s, "
                  "actions %d steps after their observation", sorted(info.obs_shapes), info.n_obs_steps,

@@ -27,7 +27,7 @@ from scipy.spatial.transform import Rotation
 
 from robot_stack.hardware.gripper.controller import GripperClient
 from robot_stack.hardware.robot.controller import RobotClient
-from robot_stack.runtime import SharedMemoryRingBuffer, interpolate_poses, now, precise_wait
+from robot_stack.runtime import RecordStream, interpolate_poses, now, precise_wait
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,8 @@ def replay_episode(robot: RobotClient, episode: Mapping[str, np.ndarray], action
 
     rejected_before = int(robot.get_state()["n_rejected"])
     t0 = now() + dt
-    stream = _StateStream(robot.state, t0 - dt, ("actual_tcp_pose", "n_rejected"))
-    fingers = _StateStream(gripper.state, t0 - dt, ("width",)) if widths is not None else None
+    stream = RecordStream(robot.state, t0 - dt, ("actual_tcp_pose", "n_rejected"))
+    fingers = RecordStream(gripper.state, t0 - dt, ("width",)) if widths is not None else None
     late = 0
     for i in range(len(ts)):
         t_send = t0 + (ts[i] - ts[0])
@@ -163,20 +163,3 @@ def move_to(robot: RobotClient, pose: np.ndarray, timeout: float = 20.0, period:
     raise ReplayError(f"the robot did not reach the episode's start pose {np.round(pose, 4).tolist()} "
                       f"within {duration + timeout:.1f} s (is it in protective stop?)")
 
-
-class _StateStream:
-    """Accumulates a state ring buffer's records published after ``t`` (poll often: the buffer is finite)."""
-
-    def __init__(self, buffer: SharedMemoryRingBuffer, t: float, fields: tuple[str, ...]):
-        self.buffer, self.t = buffer, t
-        self.fields = ("timestamp", *fields)
-        self.parts: list[dict[str, np.ndarray]] = []
-
-    def poll(self) -> dict[str, np.ndarray]:
-        """Fetch new records; return everything collected so far."""
-        new = self.buffer.get_since(self.t)
-        if len(new["timestamp"]):
-            self.parts.append({k: new[k] for k in self.fields})
-            self.t = float(new["timestamp"][-1])
-        return {k: np.concatenate([p[k] for p in self.parts]) for k in self.fields} \
-            if self.parts else {"timestamp": np.zeros(0)}

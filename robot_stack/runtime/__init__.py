@@ -2,7 +2,7 @@
 
 from robot_stack.runtime.align import interpolate_poses, nearest_indices
 from robot_stack.runtime.device_process import DeviceProcess, ProcessFailed
-from robot_stack.runtime.ring_buffer import SharedMemoryRingBuffer, StaleDataError
+from robot_stack.runtime.ring_buffer import RecordStream, SharedMemoryRingBuffer, StaleDataError
 from robot_stack.runtime.scheduling import set_priority
 from robot_stack.runtime.shm_queue import QueueFull, SharedMemoryQueue
 from robot_stack.runtime.supervisor import Supervisor
@@ -12,6 +12,7 @@ __all__ = [
     "DeviceProcess",
     "ProcessFailed",
     "QueueFull",
+    "RecordStream",
     "SharedMemoryQueue",
     "SharedMemoryRingBuffer",
     "StaleDataError",

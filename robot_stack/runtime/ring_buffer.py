@@ -162,3 +162,27 @@ class SharedMemoryRingBuffer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RecordStream:
+    """Accumulates the ``fields`` of a ring buffer's records published after ``t`` (poll often: the buffer is
+    finite, so records overwritten between polls are missed)."""
+
+    def __init__(self, buffer: SharedMemoryRingBuffer, t: float, fields: tuple[str, ...]):
+        self.buffer, self.t = buffer, t
+        self.fields = ("timestamp", *fields)
+        self.parts: list[dict[str, np.ndarray]] = []
+
+    def fetch(self) -> int:
+        """Fetch the records published since the last fetch; returns how many."""
+        new = self.buffer.get_since(self.t)
+        if len(new["timestamp"]):
+            self.parts.append({k: new[k] for k in self.fields})
+            self.t = float(new["timestamp"][-1])
+        return len(new["timestamp"])
+
+    def poll(self) -> dict[str, np.ndarray]:
+        """Fetch new records; return everything collected so far."""
+        self.fetch()
+        return {k: np.concatenate([p[k] for p in self.parts]) for k in self.fields} \
+            if self.parts else {"timestamp": np.zeros(0)}

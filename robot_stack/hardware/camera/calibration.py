@@ -102,7 +102,8 @@ def load_rig_calibration(rig: str, root: str | Path | None = None) -> dict[str, 
     """All calibrations of ``rig`` (``<root>/<rig>/*.yaml``, default root: the shipped ``calibration/``)."""
     root = shipped_dir("calibration") if root is None else Path(root)
     folder = root / rig
-    files = sorted(folder.glob("*.yaml"))
+    # latency.yaml beside them is the rig's latency calibration (robot_stack.rig.latency), not a camera's
+    files = sorted(f for f in folder.glob("*.yaml") if f.name != "latency.yaml")
     if not files:
         raise ConfigError(f"no calibration for rig {rig!r}: expected {folder}/<camera name>.yaml files "
                           f"(see {Path(root) / 'README.md'})")
