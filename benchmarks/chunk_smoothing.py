@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from robot_stack.rig import load_rig
-from robot_stack.server.executor import CHUNKING_MODES, ExecutorConfig
+from robot_stack.server.executor import ExecutorConfig
+from robot_stack.server.messages import CHUNKING_MODES
 from robot_stack.server.local import CheckpointService
 from robot_stack.server.lockstep_eval import LockstepEvalConfig, evaluate_lockstep
 from robot_stack.server.rollout import RolloutConfig

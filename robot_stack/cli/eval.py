@@ -69,8 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps-per-inference", type=_positive_int,
                         help="actions executed per chunk before re-planning (default: the checkpoint's "
                              "steps_per_inference, else the whole chunk)")
-    parser.add_argument("--chunking", choices=("switch", "inpaint", "ensemble"), default="switch",
-                        help="switch: a new chunk replaces the rest of the plan (default); inpaint: the policy "
+    parser.add_argument("--chunking", choices=("switch", "inpaint", "ensemble"),
+                        help="default: the checkpoint's chunking, else switch. switch: a new chunk replaces the rest "
+                             "of the plan; inpaint: the policy "
                              "samples each chunk continuing the current plan (its committed actions kept); "
                              "ensemble: each action is the weighted mean of all recent chunks' predictions for "
                              "its time (ACT's temporal ensembling)")
@@ -256,10 +257,10 @@ def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float, rob
                                          action_delay_steps=_action_delay_steps(info, args.checkpoint or endpoint),
                                          robot_latency=robot_latency)
         rollout_config = RolloutConfig(max_duration=max_duration, inference_timeout=args.inference_timeout)
-        log.info("policy: observes %s, %d-step history, chunks of %d actions (%s executed per chunk); dt %.3f s, "
-                 "actions %d steps after their observation", sorted(info.obs_shapes), info.n_obs_steps,
-                 info.n_action_steps, args.steps_per_inference or info.steps_per_inference or "all", dt,
-                 executor_config.action_delay_steps)
+        log.info("policy: observes %s, %d-step history, chunks of %d actions (%s executed per chunk, joined by %s); "
+                 "dt %.3f s, actions %d steps after their observation", sorted(info.obs_shapes), info.n_obs_steps,
+                 info.n_action_steps, args.steps_per_inference or info.steps_per_inference or "all",
+                 args.chunking or info.chunking or "switch", dt, executor_config.action_delay_steps)
 
         dataset = None
         if not args.no_record:

@@ -158,18 +158,21 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", use_ema: b
     return policy.to(device).eval()
 
 
-def export_for_inference(src: str | Path, dst: str | Path, steps_per_inference: int | None = None) -> Path:
+def export_for_inference(src: str | Path, dst: str | Path, steps_per_inference: int | None = None,
+                         chunking: str | None = None) -> Path:
     """Write a checkpoint holding only what inference needs: the config and one set of weights (the EMA
     weights when trained with EMA) stored as ``model``, plus the step/epoch/losses for provenance.
 
     A third to a half the size of a training checkpoint; ``load_policy`` reads it like any other.
-    ``steps_per_inference`` sets how the exported policy is run by default (``PolicyConfig``); the
-    weights are unchanged.
+    ``steps_per_inference`` and ``chunking`` set how the exported policy is run by default
+    (``PolicyConfig``); the weights are unchanged.
     """
     payload = load_checkpoint(src)
     cfg = task_config_from_dict(payload["config"])
     if steps_per_inference is not None:
         cfg.policy = dataclasses.replace(cfg.policy, steps_per_inference=steps_per_inference)  # validated
+    if chunking is not None:
+        cfg.policy = dataclasses.replace(cfg.policy, chunking=chunking)
     states = payload["state_dicts"]
     weights = states.get("ema_model", states["model"])
     kept = {k: payload["train_state"][k] for k in ("global_step", "epoch", "train_loss", "val_loss", "scene_seeds", "eval_history")
@@ -194,7 +197,7 @@ def load_state_dict_checked(policy: DiffusionPolicy, state: dict[str, torch.Tens
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m robot_stack.policy.checkpoint SRC DST [--steps-per-inference N]``: export SRC for
+    """``python -m robot_stack.policy.checkpoint SRC DST [--steps-per-inference N] [--chunking M]``: export SRC for
     inference only (see above); exit code 2 with one line on a bad input."""
     import argparse
     import sys
@@ -204,9 +207,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("dst", type=Path, help="where to write the inference-only checkpoint")
     parser.add_argument("--steps-per-inference", type=int,
                         help="actions per chunk the policy executes by default when deployed")
+    parser.add_argument("--chunking", choices=("switch", "inpaint", "ensemble"),
+                        help="how the policy's chunks are joined by default when deployed")
     args = parser.parse_args(argv)
     try:
-        out = export_for_inference(args.src, args.dst, args.steps_per_inference)
+        out = export_for_inference(args.src, args.dst, args.steps_per_inference, args.chunking)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -12,6 +12,7 @@ A task config is one YAML file with three sections, each parsed into a validated
       n_obs_steps: 2
       n_action_steps: 8
       steps_per_inference: null   # actions executed per chunk when deployed (null: all n_action_steps)
+      chunking: null              # switch | inpaint | ensemble: how chunks follow each other when deployed (null: switch)
       model: unet                 # unet | transformer
       vision: {...}               # VisionConfig
       unet: {...}                 # UnetConfig (used when model: unet)
@@ -187,6 +188,9 @@ class PolicyConfig:
     # How the policy is meant to be run: actions of each chunk executed before re-planning (eval/serve
     # default; ``--steps-per-inference`` overrides). None: the whole chunk. Does not change training.
     steps_per_inference: int | None = None
+    # How consecutive chunks are joined when deployed (eval/serve default; ``--chunking`` overrides; the
+    # executor's modes). None: switch. Does not change training.
+    chunking: Literal["switch", "inpaint", "ensemble"] | None = None
     model: Literal["unet", "transformer"] = "unet"
     vision: VisionConfig = field(default_factory=VisionConfig)
     unet: UnetConfig = field(default_factory=UnetConfig)

@@ -46,6 +46,7 @@ class DiffusionPolicy(nn.Module):
         self.n_obs_steps = cfg.n_obs_steps
         self.n_action_steps = cfg.n_action_steps
         self.steps_per_inference = cfg.steps_per_inference
+        self.chunking = cfg.chunking
         self.action_dim = cfg.action_dim  # as recorded and executed
         self.model_action_dim = cfg.model_action_dim  # as the network predicts it
         self.obs_shapes: dict[str, tuple[int, ...]] = {k: (3, *cfg.image_size) for k in cfg.camera_keys}

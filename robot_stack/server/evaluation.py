@@ -220,6 +220,8 @@ class _Episode:
         executor_config = self.executor_config
         if executor_config.steps_per_inference is None:  # not chosen by the caller: the policy's own
             executor_config = replace(executor_config, steps_per_inference=self.info.steps_per_inference)
+        if executor_config.chunking is None:
+            executor_config = replace(executor_config, chunking=self.info.chunking or "switch")
         self.executor = RecedingHorizonExecutor(
             self.robot, executor_config, self.info.n_action_steps, self.info.action_dim, base, clock=self.clock,
             gripper=self.gripper,

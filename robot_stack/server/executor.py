@@ -53,11 +53,11 @@ from scipy.spatial.transform import Rotation
 
 from robot_stack.config import ConfigError
 from robot_stack.runtime import interpolate_poses, now
+from robot_stack.server.messages import CHUNKING_MODES
 from robot_stack.server.transport import ActionChunk
 
 log = logging.getLogger(__name__)
 
-CHUNKING_MODES = ("switch", "inpaint", "ensemble")
 
 # How many recent chunk latencies the re-planning estimate looks at (the worst of them is used).
 _LATENCY_WINDOW = 10
@@ -84,7 +84,7 @@ class ExecutorConfig:
     ``margin``: extra safety on top when deciding whether an action is still on time. ``lookahead``: how
     long before its time an action is handed over; keep it below the controller's ``command_timeout``.
     ``action_delay_steps``: steps between a recorded action's step and its target time (module docstring).
-    ``chunking``: "switch" (a new chunk replaces the rest of the plan as predicted) or "inpaint" (each
+    ``chunking`` (None: not chosen, the policy's default applies, else switch): "switch" (a new chunk replaces the rest of the plan as predicted) or "inpaint" (each
     request carries the current plan for the new chunk's steps, and the policy samples a chunk that keeps
     the actions due before it can arrive and blends into the rest; ``plan_for``) or "ensemble" (each action
     is the weighted mean of all recent chunks' predictions for its time; ``ensemble_decay``, module docstring).
@@ -93,7 +93,7 @@ class ExecutorConfig:
     dt: float = 0.1
     steps_per_inference: int | None = None
     action_delay_steps: int = 0
-    chunking: str = "switch"
+    chunking: str | None = "switch"
     ensemble_decay: float = 0.01
     robot_latency: float = 0.01
     margin: float = 0.005
@@ -106,7 +106,7 @@ class ExecutorConfig:
             raise ConfigError(f"steps_per_inference: must be >= 1, got {self.steps_per_inference}")
         if self.action_delay_steps < 0:
             raise ConfigError(f"action_delay_steps: must be >= 0, got {self.action_delay_steps}")
-        if self.chunking not in CHUNKING_MODES:
+        if self.chunking is not None and self.chunking not in CHUNKING_MODES:
             raise ConfigError(f"chunking: must be one of {list(CHUNKING_MODES)}, got {self.chunking!r}")
         if not (np.isfinite(self.ensemble_decay) and self.ensemble_decay >= 0):
             raise ConfigError(f"ensemble_decay: must be >= 0, got {self.ensemble_decay}")

@@ -66,6 +66,9 @@ class KindSchema:
 # ``committed_steps`` saying how many of them are committed.
 PLANNED_ACTION = "planned_action"
 
+# How consecutive chunks are joined on the robot side (``executor.py``); a policy's info may name its default.
+CHUNKING_MODES = ("switch", "inpaint", "ensemble")
+
 
 KIND_SCHEMAS: dict[str, KindSchema] = {
     "info_request": KindSchema(meta={}),
@@ -79,7 +82,8 @@ KIND_SCHEMAS: dict[str, KindSchema] = {
             "dt": (float, type(None)),
             "action_delay_steps": (int, type(None)),
             "steps_per_inference": (int, type(None)),
-        }
+        },
+        optional_meta={"chunking": (str,)},  # absent from servers that predate it: switch
     ),
     "infer": KindSchema(meta={"t_obs": (float,)}, arrays=None, optional_meta={"committed_steps": (int,)}),
     "action": KindSchema(meta={"t_obs": (float,), "inference_s": (float,)}, arrays=("action",)),

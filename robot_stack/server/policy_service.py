@@ -15,7 +15,7 @@ from typing import Any, Mapping, Protocol
 
 import numpy as np
 
-from robot_stack.server.messages import PLANNED_ACTION, MessageError
+from robot_stack.server.messages import CHUNKING_MODES, PLANNED_ACTION, MessageError
 
 
 class Policy(Protocol):
@@ -40,7 +40,8 @@ class PolicyInfo:
     ``action_delay_steps`` the timing convention of its actions (action ``k`` of a chunk is meant for
     ``t_obs + (k + action_delay_steps) * dt``), when known (``robot_stack.data.timing_convention``).
     ``steps_per_inference`` is how many actions of each chunk it is meant to execute before re-planning
-    (None: the whole chunk), the executor's default.
+    (None: the whole chunk), and ``chunking`` how its chunks are meant to be joined (None: switch); both
+    the executor's defaults.
     """
 
     n_obs_steps: int
@@ -51,6 +52,7 @@ class PolicyInfo:
     dt: float | None = None
     action_delay_steps: int | None = None
     steps_per_inference: int | None = None
+    chunking: str | None = None
 
     @classmethod
     def of(cls, policy: Policy, dt: float | None = None, action_delay_steps: int | None = None) -> "PolicyInfo":
@@ -65,6 +67,7 @@ class PolicyInfo:
             action_delay_steps=action_delay_steps,
             # optional in the interface: a policy without it runs whole chunks
             steps_per_inference=getattr(policy, "steps_per_inference", None),
+            chunking=getattr(policy, "chunking", None),
         )
 
     def to_meta(self) -> dict[str, Any]:
@@ -78,6 +81,7 @@ class PolicyInfo:
             "dt": self.dt,
             "action_delay_steps": self.action_delay_steps,
             "steps_per_inference": self.steps_per_inference,
+            **({} if self.chunking is None else {"chunking": self.chunking}),
         }
 
     @classmethod
@@ -105,8 +109,11 @@ class PolicyInfo:
         steps = meta["steps_per_inference"]
         if steps is not None and not 1 <= steps <= meta["n_action_steps"]:
             raise MessageError("bad_meta", f"info steps_per_inference must be in [1, n_action_steps], got {steps}")
+        chunking = meta.get("chunking")
+        if chunking is not None and chunking not in CHUNKING_MODES:
+            raise MessageError("bad_meta", f"info chunking must be one of {list(CHUNKING_MODES)}, got {chunking!r:.40}")
         return cls(meta["n_obs_steps"], meta["n_action_steps"], meta["horizon"], meta["action_dim"], parsed,
-                   None if dt is None else float(dt), delay, steps)
+                   None if dt is None else float(dt), delay, steps, chunking)
 
     def check_observation(self, obs: Mapping[str, np.ndarray]) -> None:
         """Raise ``MessageError('bad_observation')`` unless ``obs`` has exactly this policy's keys and shapes.

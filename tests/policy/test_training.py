@@ -82,6 +82,9 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path: Path, tiny_
     assert four.steps_per_inference == 4
     assert torch.equal(four.predict_action(batch["obs"], generator=torch.Generator().manual_seed(7))["action_pred"],
                        expected["action_pred"])
+    assert four.chunking is None  # not chosen: switch
+    assert checkpoint_main([str(out / LATEST), str(tmp_path / "ens.ckpt"), "--chunking", "ensemble"]) is None
+    assert load_policy(tmp_path / "ens.ckpt").chunking == "ensemble"
     with pytest.raises(SystemExit) as exit_info:
         checkpoint_main([str(out / LATEST), str(tmp_path / "spi9.ckpt"), "--steps-per-inference", "9"])
     assert exit_info.value.code == 2 and not (tmp_path / "spi9.ckpt").exists()

@@ -99,3 +99,30 @@ def test_inpainting_sends_the_current_plan_with_every_request_after_the_first(si
     assert all(plan is not None and plan[0] >= 1 and 0 <= plan[1] <= plan[0] for plan in seen[1:])
     with pytest.raises(ConfigError, match="chunking"):
         ExecutorConfig(chunking="blend")
+
+
+def test_the_checkpoints_chunking_is_the_default_and_a_caller_overrides_it(sim_rig, tiny_checkpoint, tmp_path,
+                                                                           monkeypatch):
+    from robot_stack.policy.checkpoint import export_for_inference
+    from robot_stack.server.policy_service import PolicyService
+
+    plans = []
+    real_infer = PolicyService.infer
+
+    def spy(self, obs, planned=None, committed_steps=None):
+        plans.append(planned is not None)
+        return real_infer(self, obs, planned, committed_steps)
+
+    monkeypatch.setattr(PolicyService, "infer", spy)
+    inpainting = export_for_inference(tiny_checkpoint, tmp_path / "inpaint.ckpt", chunking="inpaint")
+    # 4 of 8 actions per chunk: each new chunk's actions overlap the current plan, so inpainting has one to send
+    unchosen = replace(_config(sim_rig(), inpainting), executor=ExecutorConfig(dt=0.1, action_delay_steps=2,
+                                                                               steps_per_inference=4, chunking=None))
+    LockstepEvaluator(unchosen).episode(3)
+    assert len(plans) >= 2 and all(plans[1:])  # the checkpoint's inpainting: every later request has a plan
+    plans.clear()
+    LockstepEvaluator(replace(unchosen, executor=replace(unchosen.executor, chunking="switch"))).episode(3)
+    assert len(plans) >= 2 and not any(plans)  # the caller's switch wins
+    plans.clear()
+    LockstepEvaluator(replace(_config(sim_rig(), tiny_checkpoint), executor=unchosen.executor)).episode(3)
+    assert not any(plans)  # a checkpoint that does not say: switch

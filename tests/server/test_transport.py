@@ -42,6 +42,18 @@ def test_the_policys_steps_per_inference_travels_in_info_and_is_range_checked(se
         PolicyInfo.from_meta({**info.to_meta(), "steps_per_inference": 9})  # more than the 8-action chunk
 
 
+def test_the_policys_chunking_travels_in_info_only_when_it_has_one_and_is_checked(serve):
+    policy = FakeDelayPolicy()
+    with PolicyClient(serve(policy).endpoint) as client:
+        info = client.info()
+    assert info.chunking is None and "chunking" not in info.to_meta()  # an older server's info parses the same
+    policy.chunking = "ensemble"
+    with PolicyClient(serve(policy).endpoint) as client:
+        assert client.info().chunking == "ensemble"
+    with pytest.raises(MessageError, match="bad_meta.*chunking"):
+        PolicyInfo.from_meta({**info.to_meta(), "chunking": "blend"})
+
+
 def test_unauthenticated_requests_rejected_logged_and_server_keeps_serving(serve, caplog):
     srv = serve(token="s3cret")
     caplog.set_level(logging.WARNING, logger="robot_stack.server.transport")
