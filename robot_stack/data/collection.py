@@ -250,7 +250,7 @@ class _CollectionLoop:
         self.robot.schedule_waypoint(command.target, t_target)
         width = None
         if self.gripper is not None:
-            width = 0.0 if command.gripper_closed else self.gripper.max_width
+            width = (1.0 - command.gripper) * self.gripper.max_width
             self.gripper.schedule_waypoint(width, t_target)
         if self.scene is not None:
             self.scene_state = self.scene.get_state()
@@ -261,7 +261,7 @@ class _CollectionLoop:
                 action = np.append(action, width)
                 extra["gripper_width"] = np.asarray([self.gripper.get_state()["width"]], dtype=np.float64)
             elif self.config.gripper:
-                action = np.append(action, float(command.gripper_closed))
+                action = np.append(action, command.gripper)  # the closure, 0 open .. 1 closed
             step = {"timestamp": np.float64(t_state), "action": action, **robot_step(state), **extra}
             if self.scene_state is not None:
                 step.update({f"scene_{k}": v for k, v in self.scene_state.items() if k != "timestamp"})

@@ -108,21 +108,24 @@ def test_buttons_toggle_recording_and_stale_teleop_is_counted(tmp_path):
     assert recorder.dataset.replay_buffer.episode_lengths.tolist() == [4]
 
 
+class StandInGripper:
+    """Reaches every commanded width at once."""
+
+    max_width = 0.085
+
+    def __init__(self):
+        self.waypoints: list[tuple[float, float]] = []
+
+    def schedule_waypoint(self, width, target_time):
+        self.waypoints.append((float(width), float(target_time)))
+
+    def get_state(self):
+        return {"width": np.float64(self.waypoints[-1][0] if self.waypoints else 0.085)}
+
+
 def test_the_gripper_button_schedules_widths_on_the_gripper_and_both_are_recorded(tmp_path):
     ws = Workspace(min=(0.2, -0.3, 0.0), max=(0.7, 0.3, 0.4))
     mapper = TeleopMapper(load_profile("spacemouse"), ws, dt=0.02)
-    class StandInGripper:
-        max_width = 0.085
-
-        def __init__(self):
-            self.waypoints: list[tuple[float, float]] = []
-
-        def schedule_waypoint(self, width, target_time):
-            self.waypoints.append((float(width), float(target_time)))
-
-        def get_state(self):
-            return {"width": np.float64(self.waypoints[-1][0] if self.waypoints else 0.085)}
-
     robot, gripper = StandInRobot(), StandInGripper()
     recorder = EpisodeRecorder(EpisodeDataset.open(tmp_path / "ds", mode="a"))
     buttons = ButtonScript({0: (2, 9), 1: (5,)})  # record_toggle: start, stop; gripper_toggle: close
@@ -135,6 +138,22 @@ def test_the_gripper_button_schedules_widths_on_the_gripper_and_both_are_recorde
     np.testing.assert_array_equal(ep["gripper_width"][:, 0], ep["action"][:, 6])  # the stand-in is instant
     # Each width went to the gripper at its pose's target time.
     assert [t for _, t in gripper.waypoints] == [t for _, t in robot.waypoints]
+
+
+def test_a_held_button_closes_the_gripper_gradually_and_the_widths_are_recorded(tmp_path):
+    ws = Workspace(min=(0.2, -0.3, 0.0), max=(0.7, 0.3, 0.4))
+    profile = {"device": "spacemouse", "buttons": {0: "record_toggle", 2: "gripper_closing"}, "gripper_speed": 2.5}
+    mapper = TeleopMapper(load_profile(profile), ws, dt=0.02)
+    recorder = EpisodeRecorder(EpisodeDataset.open(tmp_path / "ds", mode="a"))
+    # start on read 2 (steps recorded from read 3), hold the closing button over reads 4-7, stop on read 12
+    buttons = ButtonScript({0: (2, 12), 2: (4, 5, 6, 7)})
+    stats = run_collection(StandInRobot(), buttons, mapper, recorder, CollectConfig(frequency=50.0, episodes=1),
+                           gripper=StandInGripper())
+    assert stats.saved == [0]
+    widths = recorder.dataset.replay_buffer.get_episode(0)["action"][:, 6]
+    # 2.5 strokes/s x 0.02 s: a twentieth of the 85 mm stroke per read while held, then it stays
+    step = 0.085 / 20
+    np.testing.assert_allclose(widths, 0.085 - step * np.array([0, 1, 2, 3, 4, 4, 4, 4, 4, 4]), atol=1e-12)
 
 
 def sim_pusht():

@@ -127,9 +127,34 @@ def test_buttons_act_on_press_only():
         buttons[list(pressed)] = True
         cmd = step(m, state(buttons=buttons))
         events.append(cmd.events)
-        gripper.append(cmd.gripper_closed)
+        gripper.append(cmd.gripper)
     assert events == [(), ("record_toggle",), (), (), ("gripper_toggle",), (), (), ("gripper_toggle",)]
-    assert gripper == [False, False, False, False, True, True, True, False]
+    assert gripper == [0, 0, 0, 0, 1, 1, 1, 0]
+
+
+def test_gripper_open_close_on_press_and_a_continuous_width_while_held():
+    m = mapper(buttons={0: "gripper_closing", 1: "gripper_opening", 2: "gripper_close", 3: "gripper_open",
+                        4: "gripper_toggle"}, gripper_speed=0.4)
+
+    def closure(*held, age=0.0):
+        buttons = np.zeros(16, bool)
+        buttons[list(held)] = True
+        return step(m, state(buttons=buttons, t=0.0), t=age).gripper
+
+    # closing while held: 0.4 strokes/s x 0.1 s per step; it stays where it is released
+    assert [closure(0) for _ in range(3)] == pytest.approx([0.04, 0.08, 0.12])
+    assert closure() == pytest.approx(0.12)
+    assert closure(1) == pytest.approx(0.08)  # opening
+    assert closure(0, 1) == pytest.approx(0.08)  # both held: no motion
+    assert closure(1) == pytest.approx(0.04)
+    assert closure(1, age=1.0) == pytest.approx(0.04)  # a reading 1 s old: the device stalled, no motion
+    assert [closure(1) for _ in range(3)] == pytest.approx([0.0, 0.0, 0.0])  # clamped at open
+    assert closure(2) == 1.0 and closure() == 1.0 and closure(3) == 0.0  # close / open on press
+    assert closure(4) == 1.0 and closure() == 1.0 and closure(4) == 0.0  # toggle
+    for _ in range(6):
+        closure(0)
+    assert closure(4) == 1.0  # a toggle from part-way (0.24 < 0.5) closes
+    assert step(m, state()).gripper_closed
 
 
 @pytest.mark.parametrize("profile_name", ["spacemouse", "keyboard", "scripted"])

@@ -9,8 +9,11 @@ arm slides along a wall instead of its commands being rejected). Modes:
 * ``6dof``: translation and rotation (angular velocity in the base frame).
 * ``planar``: xy only; z stays at the planar height and the orientation at the episode-start one (Push-T).
 
-Buttons act on press (rising edge): ``gripper_toggle`` flips ``gripper_closed``; ``record_toggle`` and
-``discard_last`` are reported as events for the recording loop. A non-finite or stale state (older than the
+The gripper command is a closure in [0, 1] (0 open, 1 closed). Buttons act on press (rising edge):
+``gripper_toggle`` closes an open(ing) gripper and opens a closed one, ``gripper_open`` / ``gripper_close`` go
+all the way; ``record_toggle`` and ``discard_last`` are reported as events for the recording loop. While a
+``gripper_closing`` / ``gripper_opening`` button is held the closure moves continuously, by the profile's
+``gripper_speed`` strokes per second. A non-finite or stale state (older than the
 profile's ``stale_after``: the device process stalled) is treated as no input and counted.
 """
 
@@ -25,7 +28,7 @@ from scipy.spatial.transform import Rotation
 from robot_stack.config import ConfigError
 from robot_stack.hardware.robot.config import Workspace
 from robot_stack.hardware.teleop.device import N_AXES, N_BUTTONS, TeleopState
-from robot_stack.hardware.teleop.profile import TeleopProfile
+from robot_stack.hardware.teleop.profile import HELD_ACTIONS, TeleopProfile
 from robot_stack.runtime import now
 
 
@@ -34,8 +37,13 @@ class TeleopCommand:
     """The mapper's output for one control step."""
 
     target: np.ndarray  # (6,) TCP target pose [x, y, z, rx, ry, rz], base frame
-    gripper_closed: bool
-    events: tuple[str, ...]  # button actions pressed this step (record_toggle, discard_last, gripper_toggle)
+    gripper: float  # closure: 0 open .. 1 closed
+    events: tuple[str, ...]  # button actions pressed this step (record_toggle, discard_last, gripper_toggle, ...)
+
+    @property
+    def gripper_closed(self) -> bool:
+        """The gripper is commanded at least half closed."""
+        return self.gripper >= 0.5
 
 
 class TeleopMapper:
@@ -66,12 +74,12 @@ class TeleopMapper:
         self._map = np.asarray(profile.axis_map)
         self._sign = np.asarray(profile.axis_sign, dtype=np.float64)
         self.target: np.ndarray | None = None
-        self.gripper_closed = False
+        self.gripper = 0.0  # closure, 0 open .. 1 closed
         self.n_stale = 0  # steps whose device state was too old
         self.n_invalid = 0  # steps whose device state had non-finite axes
         self._buttons = np.zeros(N_BUTTONS, dtype=bool)
 
-    def reset(self, pose: np.ndarray, gripper_closed: bool = False) -> np.ndarray:
+    def reset(self, pose: np.ndarray, gripper: float = 0.0) -> np.ndarray:
         """Start from ``pose`` (normally the actual TCP pose); in planar mode z goes to the planar height."""
         pose = np.asarray(pose, dtype=np.float64)
         if pose.shape != (6,) or not np.all(np.isfinite(pose)):
@@ -81,7 +89,7 @@ class TeleopMapper:
             target[2] = self.planar_z
         target[:3] = np.clip(target[:3], self._lo, self._hi)
         self.target = target
-        self.gripper_closed = gripper_closed
+        self.gripper = float(np.clip(gripper, 0.0, 1.0))
         self._buttons = np.zeros(N_BUTTONS, dtype=bool)
         return target.copy()
 
@@ -99,6 +107,7 @@ class TeleopMapper:
         t = now() if t is None else t
         axes = np.asarray(state.axes, dtype=np.float64)
         buttons = np.asarray(state.buttons, dtype=bool)
+        fresh = True
         if not np.all(np.isfinite(axes)):
             self.n_invalid += 1
             axes = np.zeros(N_AXES)
@@ -106,6 +115,7 @@ class TeleopMapper:
             self.n_stale += 1
             axes = np.zeros(N_AXES)
             buttons = self._buttons  # no new presses from a stale reading
+            fresh = False
         deflection = self.shape_axes(axes)
         if self.mode == "planar":
             deflection[2:] = 0.0  # z and rotation are fixed in planar mode
@@ -118,7 +128,9 @@ class TeleopMapper:
         target[:3] = np.clip(target[:3], self._lo, self._hi)
         self.target = target
         events = self._press(buttons)
-        return TeleopCommand(target.copy(), self.gripper_closed, events)
+        if fresh:  # a held button acts only while the device is heard from
+            self._hold(buttons)
+        return TeleopCommand(target.copy(), self.gripper, events)
 
     def axes_toward(self, goal: np.ndarray) -> np.ndarray:
         """Device axes that move the target to ``goal`` in one step (speed-limited): the inverse of ``update``.
@@ -151,9 +163,19 @@ class TeleopMapper:
         pressed = buttons & ~self._buttons
         self._buttons = buttons.copy()
         events = tuple(self.profile.buttons[int(i)] for i in np.flatnonzero(pressed) if int(i) in self.profile.buttons)
-        if "gripper_toggle" in events:
-            self.gripper_closed = not self.gripper_closed
+        for event in events:
+            if event == "gripper_toggle":
+                self.gripper = 1.0 if self.gripper < 0.5 else 0.0
+            elif event in ("gripper_open", "gripper_close"):
+                self.gripper = 1.0 if event == "gripper_close" else 0.0
         return events
+
+    def _hold(self, buttons: np.ndarray) -> None:
+        """Move the closure while a gripper_closing / gripper_opening button is held (a fresh reading)."""
+        held = {self.profile.buttons[int(i)] for i in np.flatnonzero(buttons) if int(i) in self.profile.buttons}
+        direction = (HELD_ACTIONS[0] in held) - (HELD_ACTIONS[1] in held)  # both held: no motion
+        if direction:
+            self.gripper = float(np.clip(self.gripper + direction * self.profile.gripper_speed * self.dt, 0.0, 1.0))
 
 
 def _limit_norms(deflection: np.ndarray) -> np.ndarray:

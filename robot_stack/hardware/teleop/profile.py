@@ -15,7 +15,11 @@ from robot_stack.config import ConfigError, load_dataclass, read_yaml
 from robot_stack.hardware.teleop.device import N_AXES, N_BUTTONS
 from robot_stack.resources import shipped_dir
 
-ButtonAction = Literal["gripper_toggle", "record_toggle", "discard_last"]
+# On press: gripper_toggle (closed <-> open), gripper_open, gripper_close, record_toggle, discard_last.
+# While held: gripper_closing / gripper_opening move the gripper's width continuously (``gripper_speed``).
+ButtonAction = Literal["gripper_toggle", "gripper_open", "gripper_close", "gripper_closing", "gripper_opening",
+                       "record_toggle", "discard_last"]
+HELD_ACTIONS = ("gripper_closing", "gripper_opening")
 Vec6 = tuple[float, float, float, float, float, float]
 IVec6 = tuple[int, int, int, int, int, int]
 
@@ -32,6 +36,7 @@ class TeleopProfile:
     axis_sign: Vec6 = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # then multiplied by axis_sign[i]
     buttons: dict[int, ButtonAction] = field(default_factory=dict)  # button index -> action on press
     stale_after: float = 0.1  # s; a device state older than this counts as "no input" (device stalled)
+    gripper_speed: float = 0.5  # of the full stroke per second while a gripper_closing/opening button is held
     # keyboard only
     keys: dict[str, tuple[int, float]] = field(default_factory=dict)  # key -> (device axis, deflection)
     button_keys: dict[str, int] = field(default_factory=dict)  # key -> button index
@@ -48,6 +53,8 @@ class TeleopProfile:
             raise ConfigError(f"max_rot_speed must be in (0, pi] rad/s, got {self.max_rot_speed}")
         if not 0 <= self.deadzone < 0.9:
             raise ConfigError(f"deadzone must be in [0, 0.9), got {self.deadzone}")
+        if not 0 < self.gripper_speed <= 10.0:
+            raise ConfigError(f"gripper_speed must be in (0, 10] strokes/s, got {self.gripper_speed}")
         if not 0 < self.stale_after <= 2.0:
             raise ConfigError(f"stale_after must be in (0, 2] s, got {self.stale_after}")
         for index in list(self.buttons) + list(self.button_keys.values()):
