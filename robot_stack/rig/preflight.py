@@ -63,15 +63,18 @@ def check_robot(robot: RobotConfig) -> None:
 
 
 def check_gripper(gripper: GripperConfig) -> None:
-    """A Robotiq gripper's URCap socket answers (connect, one status query, disconnect)."""
-    if gripper.driver != "robotiq":
+    """A real gripper answers: the Robotiq URCap socket or the WSG's command interface (connect, one status
+    query, disconnect)."""
+    if gripper.driver == "sim":
         return
     from dataclasses import replace
 
+    from robot_stack.hardware.gripper.controller import make_gripper
     from robot_stack.hardware.gripper.interface import GripperError
-    from robot_stack.hardware.gripper.robotiq import RobotiqURCapGripper
+    from robot_stack.hardware.robot.clock import RuntimeClock
 
-    probe = RobotiqURCapGripper(replace(gripper, connect_timeout=min(gripper.connect_timeout, _PROBE_TIMEOUT_S)))
+    probe = make_gripper(replace(gripper, connect_timeout=min(gripper.connect_timeout, _PROBE_TIMEOUT_S)),
+                         RuntimeClock())
     try:
         probe.connect()
     except GripperError as exc:

@@ -104,3 +104,18 @@ def test_the_gripper_process_follows_waypoints_and_drops_stale_ones():
         assert state["width"] == pytest.approx(0.04, abs=0.001)
         assert state["n_dropped"] == 1 and state["n_rejected"] == 0
         assert proc.is_alive()
+
+
+def test_the_gripper_process_drives_a_wsg_through_its_protocol():
+    from robot_stack.hardware.gripper.wsg_loopback import WSGLoopback
+
+    config = load_dataclass(GripperConfig, {"driver": "wsg", "host": "127.0.0.1", "speed": 0.2,
+                                            "sim": {"activation_time": 0.1}})
+    with WSGLoopback(config) as twin, GripperController(GripperConfig(**{**config.__dict__, "port": twin.port})) as proc:
+        assert proc.client.get_state()["activated"]  # homed at start
+        proc.client.schedule_waypoint(0.05, now() + 0.2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and abs(proc.client.get_state()["width"] - 0.05) > 1e-4:
+            time.sleep(0.05)
+        assert proc.client.get_state()["width"] == pytest.approx(0.05, abs=1e-4)
+        assert twin.model.width == pytest.approx(0.05, abs=1e-4) and proc.is_alive()

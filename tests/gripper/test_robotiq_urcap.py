@@ -1,7 +1,6 @@
 """The real Robotiq URCap driver against the socket twin: activation, motion, object detection, faults, errors."""
 
 import socket
-import time
 
 import pytest
 
@@ -24,67 +23,45 @@ from robot_stack.hardware.gripper.urcap_loopback import URCapLoopback
 STEP = MODELS["2f85"].stroke / 255  # one POS register step, m
 
 
-def _config(**changes) -> GripperConfig:
+def _section(**changes) -> dict:
     sim = changes.pop("sim", {"activation_time": 0.1})
-    return load_dataclass(GripperConfig, {"driver": "robotiq", "host": "127.0.0.1", "sim": sim, **changes})
+    return {"driver": "robotiq", "host": "127.0.0.1", "sim": sim, **changes}
+
+
+def _config(**changes) -> GripperConfig:
+    return load_dataclass(GripperConfig, _section(**changes))
 
 
 @pytest.fixture
-def rig():
-    """(twin, connected driver) pairs for a config; both closed at the end."""
-    opened = []
-
-    def make(**changes):
-        config = _config(**changes)
-        twin = URCapLoopback(config).start()
-        driver = RobotiqURCapGripper(GripperConfig(**{**config.__dict__, "port": twin.port}))
-        driver.connect()
-        opened.append((twin, driver))
-        return twin, driver
-
-    yield make
-    for twin, driver in opened:
-        driver.disconnect()
-        twin.close()
+def rig(twin_and_driver):
+    """``rig(**section changes) -> (twin, connected driver)``."""
+    return lambda **changes: twin_and_driver(URCapLoopback, RobotiqURCapGripper, _section(**changes))
 
 
-def _settle(driver, timeout=5.0):
-    """Poll until the fingers stop; returns the last state and the velocities seen on the way."""
-    deadline = time.monotonic() + timeout
-    velocities = []
-    while time.monotonic() < deadline:
-        state = driver.get_state()
-        velocities.append(state.velocity)
-        if len(velocities) > 3 and abs(state.velocity) < 1e-9 and abs(velocities[-2]) < 1e-9:
-            return state, velocities
-        time.sleep(0.02)
-    raise AssertionError(f"the fingers did not stop within {timeout} s")
-
-
-def test_activate_then_move_to_a_width_and_back_open(rig):
+def test_activate_then_move_to_a_width_and_back_open(rig, settle):
     twin, driver = rig()
     assert not driver.get_state().activated
     driver.activate(timeout=2.0)
     assert driver.get_state().activated and driver.get_state().ok
 
     driver.move(0.04, speed=0.15, force=50)
-    state, velocities = _settle(driver)
+    state, velocities = settle(driver)
     assert abs(state.width - 0.04) <= STEP
     assert min(velocities) < -0.01  # it closed, at a measured negative velocity
     assert not state.object_detected
     assert twin.registers["GTO"] == 1 and twin.registers["POS"] == width_to_position(0.04, MODELS["2f85"])
 
     driver.open(speed=0.15, force=50)
-    state, velocities = _settle(driver)
+    state, velocities = settle(driver)
     assert state.width == pytest.approx(MODELS["2f85"].stroke)
     assert max(velocities) > 0.01
 
 
-def test_closing_onto_an_object_stops_on_it_and_reports_it(rig):
+def test_closing_onto_an_object_stops_on_it_and_reports_it(rig, settle):
     _, driver = rig(sim={"activation_time": 0.1, "object_width": 0.03})
     driver.activate(timeout=2.0)
     driver.close(speed=0.15, force=100)
-    state, _ = _settle(driver)
+    state, _ = settle(driver)
     assert state.object_detected
     assert abs(state.width - 0.03) <= STEP
 
@@ -104,7 +81,7 @@ def test_motion_before_activation_is_refused(rig):
         driver.move(0.02, 0.1, 50)
 
 
-def test_a_fault_is_reported_in_words_and_cleared_by_activating_again(rig):
+def test_a_fault_is_reported_in_words_and_cleared_by_activating_again(rig, settle):
     twin, driver = rig()
     driver.activate(timeout=2.0)
     twin.inject_fault(0x0E)
@@ -115,7 +92,7 @@ def test_a_fault_is_reported_in_words_and_cleared_by_activating_again(rig):
     driver.activate(timeout=2.0)  # reset (ACT 0) clears the fault, then ACT 1
     assert driver.get_state().ok
     driver.move(0.08, 0.15, 50)
-    assert abs(_settle(driver)[0].width - 0.08) <= STEP
+    assert abs(settle(driver)[0].width - 0.08) <= STEP
 
 
 def test_an_activation_fault_fails_activate_with_the_reason(rig):

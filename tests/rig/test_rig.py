@@ -97,7 +97,7 @@ def test_started_sim_rig_runs_arm_scene_and_both_cameras() -> None:
 
 def test_a_shipped_rig_can_be_given_by_name() -> None:
     assert load_rig("sim_pusht") == load_rig(CONFIGS / "sim_pusht.yaml")
-    with pytest.raises(ConfigError, match=r"unknown rig 'sim_pushtt'.*sim_pusht, sim_pusht_state, sim_ur5, sim_ur5_gripper, ur5_cb3_example, ur5_cb3_robotiq_example"):
+    with pytest.raises(ConfigError, match=r"unknown rig 'sim_pushtt'.*sim_pusht, sim_pusht_state, sim_ur5, sim_ur5_gripper, ur5_cb3_example, ur5_cb3_robotiq_example, ur5_cb3_wsg_example"):
         load_rig("sim_pushtt")
     with pytest.raises(ConfigError, match="rig file not found: nowhere/rig.yaml"):
         load_rig("nowhere/rig.yaml")
@@ -114,6 +114,20 @@ def test_a_robotiq_gripper_defaults_to_the_robots_address_and_preflight_probes_i
         assert twin.requests == 1  # one status query
         port = twin.port
     with pytest.raises(ConfigError, match=rf"^gripper: Robotiq URCap socket at 127.0.0.1:{port} unreachable"):
+        check_gripper(rig.gripper.__class__(**{**rig.gripper.__dict__, "host": "127.0.0.1", "port": port}))
+
+
+def test_a_wsg_gripper_is_probed_over_its_own_protocol_by_preflight() -> None:
+    from robot_stack.hardware.gripper.wsg_loopback import WSGLoopback
+    from robot_stack.rig.preflight import check_gripper
+
+    rig = load_rig(CONFIGS / "ur5_cb3_wsg_example.yaml")
+    assert (rig.gripper.driver, rig.gripper.model, rig.gripper.port) == ("wsg", "wsg50", 1000)
+    with WSGLoopback(rig.gripper) as twin:
+        check_gripper(rig.gripper.__class__(**{**rig.gripper.__dict__, "host": "127.0.0.1", "port": twin.port}))
+        assert twin.requests == 1  # one system-state query
+        port = twin.port
+    with pytest.raises(ConfigError, match=rf"^gripper: WSG gripper at 127.0.0.1:{port} unreachable"):
         check_gripper(rig.gripper.__class__(**{**rig.gripper.__dict__, "host": "127.0.0.1", "port": port}))
 
 

@@ -21,7 +21,13 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     "2f85": ModelSpec(0.085, (0.020, 0.150), (20.0, 235.0)),  # Robotiq 2F-85
     "2f140": ModelSpec(0.140, (0.030, 0.250), (10.0, 125.0)),  # Robotiq 2F-140
+    "wsg50": ModelSpec(0.110, (0.005, 0.420), (5.0, 80.0)),  # Weiss WSG 50 (110 mm stroke)
 }
+
+# Which models each real driver drives, the first being its default; and its default TCP port.
+DRIVER_MODELS: dict[str, tuple[str, ...]] = {"robotiq": ("2f85", "2f140"), "wsg": ("wsg50",),
+                                             "sim": ("2f85", "2f140", "wsg50")}
+DEFAULT_PORTS: dict[str, int] = {"robotiq": 63352, "wsg": 1000, "sim": 63352}
 
 
 @dataclass(frozen=True)
@@ -42,10 +48,11 @@ class SimGripperConfig:
 class GripperConfig:
     """The ``gripper:`` section of a rig file (see hardware_configs/sim_ur5_gripper.yaml)."""
 
-    driver: Literal["robotiq", "sim"] = "sim"
-    model: Literal["2f85", "2f140"] = "2f85"
-    host: str = ""  # robotiq: the UR controller's address (the URCap's socket runs on the robot)
-    port: int = 63352  # the Robotiq URCap's socket
+    driver: Literal["robotiq", "wsg", "sim"] = "sim"
+    model: Optional[Literal["2f85", "2f140", "wsg50"]] = None  # default: the driver's first (2f85, wsg50)
+    # robotiq: the UR controller's address (the URCap's socket runs on the robot); wsg: the gripper's own
+    host: str = ""
+    port: Optional[int] = None  # default: the URCap's 63352, the WSG's 1000
     speed: float = 0.1  # m/s, default finger speed of commands
     force: float = 50.0  # N, default grip force of commands
     max_speed: Optional[float] = None  # m/s; commands are clamped to it (default: the model's fastest)
@@ -56,9 +63,19 @@ class GripperConfig:
     sim: SimGripperConfig = field(default_factory=SimGripperConfig)
 
     def __post_init__(self) -> None:
+        # frozen: the driver's defaults are filled in once, here, so every reader sees concrete values
+        if self.model is None:
+            object.__setattr__(self, "model", DRIVER_MODELS[self.driver][0])
+        if self.port is None:
+            object.__setattr__(self, "port", DEFAULT_PORTS[self.driver])
+        if self.model not in DRIVER_MODELS[self.driver]:
+            raise ConfigError(f"gripper.model {self.model!r} is not driven by driver {self.driver!r} "
+                              f"(its models: {', '.join(DRIVER_MODELS[self.driver])})")
         spec = self.spec
         if self.driver == "robotiq" and not self.host:
             raise ConfigError("gripper.host is required for driver 'robotiq' (the robot's IP: the URCap serves the gripper)")
+        if self.driver == "wsg" and not self.host:
+            raise ConfigError("gripper.host is required for driver 'wsg' (the WSG's own IP address)")
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"gripper.port must be a TCP port, got {self.port}")
         for name, value, (lo, hi) in (("max_speed", self.max_speed, spec.speed_range),

@@ -57,11 +57,16 @@ GripperFactory = Callable[[GripperConfig, Clock], Gripper]
 
 
 def make_gripper(config: GripperConfig, clock: Clock) -> Gripper:
-    """The gripper a config asks for: ``SimGripper`` on ``clock`` for ``sim``, the URCap driver for ``robotiq``."""
+    """The gripper a config asks for: ``SimGripper`` on ``clock`` for ``sim``, the URCap driver for ``robotiq``,
+    the WSG driver for ``wsg``."""
     if config.driver == "sim":
         from robot_stack.hardware.gripper.sim import SimGripper
 
         return SimGripper(config, clock)
+    if config.driver == "wsg":
+        from robot_stack.hardware.gripper.wsg import WSGGripper
+
+        return WSGGripper(config)
     from robot_stack.hardware.gripper.robotiq import RobotiqURCapGripper
 
     return RobotiqURCapGripper(config)

@@ -16,13 +16,13 @@ import time
 
 from robot_stack.hardware.gripper.config import GripperConfig, ModelSpec
 from robot_stack.hardware.gripper.interface import (
-    Gripper,
     GripperConnectionError,
     GripperError,
     GripperFaultError,
     GripperNotActivatedError,
     GripperState,
 )
+from robot_stack.hardware.gripper.socket_gripper import SocketGripper
 
 REGISTER_MAX = 255
 STA_RESET, STA_ACTIVATING, STA_ACTIVATED = 0, 1, 3
@@ -74,42 +74,19 @@ def from_register(register: int, lo: float, hi: float) -> float:
 _GET_REPLY = re.compile(rb"^([A-Z]{3}) (-?\d+)$")
 
 
-class RobotiqURCapGripper(Gripper):
+class RobotiqURCapGripper(SocketGripper):
     """The real driver. ``config.host`` is the UR controller; the URCap must be installed and the gripper
     connected to the robot (wrist or USB adapter)."""
 
+    device = "Robotiq URCap socket"
+    unreachable_hint = ("is the robot on, the Robotiq Grippers URCap installed and the gripper connected?")
+
     def __init__(self, config: GripperConfig):
-        self.config = config
-        self.spec = config.spec
-        self._sock: socket.socket | None = None
+        super().__init__(config)
         self._last: tuple[float, float] | None = None  # (time, width) of the previous reading
 
-    @property
-    def max_width(self) -> float:
-        return self.spec.stroke
-
-    @property
-    def _where(self) -> str:
-        return f"Robotiq URCap socket at {self.config.host}:{self.config.port}"
-
-    def connect(self) -> None:
-        if self._sock is not None:
-            return
-        try:
-            self._sock = socket.create_connection((self.config.host, self.config.port), timeout=self.config.connect_timeout)
-        except OSError as exc:
-            raise GripperConnectionError(
-                f"{self._where} unreachable ({exc.strerror or exc}): is the robot on, the Robotiq Grippers URCap "
-                "installed and the gripper connected?") from None
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def _probe(self) -> None:
         self._get("STA")  # a URCap that is not serving the gripper does not answer
-
-    def disconnect(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            finally:
-                self._sock = None
 
     def activate(self, timeout: float = 5.0) -> None:
         if self._get("FLT"):  # a fault is cleared by a reset (ACT 0) before activating again

@@ -15,13 +15,12 @@ Serve a rig's gripper by hand: ``python -m robot_stack.hardware.gripper.urcap_lo
 
 from __future__ import annotations
 
-import argparse
-import socketserver
 import sys
 import threading
 import time
 
 from robot_stack.hardware.gripper.config import GripperConfig
+from robot_stack.hardware.gripper.loopback import LoopbackServer, serve_rig_gripper
 from robot_stack.hardware.gripper.robotiq import (
     OBJ_AT_TARGET,
     OBJ_CONTACT_CLOSING,
@@ -40,16 +39,14 @@ _READABLE = _WRITABLE + ("PRE", "OBJ", "STA", "FLT")
 _FAULT_NOT_ACTIVATED = 0x07
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True  # a restarted twin can bind its port again at once
-    daemon_threads = True  # a client that never hangs up does not keep the process alive
-
-
-class URCapLoopback:
+class URCapLoopback(LoopbackServer):
     """A threaded TCP server on ``host:port`` (port 0: any free port, see ``.port``) speaking the URCap
     protocol for one simulated gripper. Use as a context manager, or ``start()`` / ``close()``."""
 
+    name = "urcap-loopback"
+
     def __init__(self, config: GripperConfig, host: str = "127.0.0.1", port: int = 0):
+        super().__init__(host, port)
         spec = config.spec
         self.spec = spec
         self.model = WidthModel(spec, config.sim.object_width, config.sim.activation_time)
@@ -57,38 +54,13 @@ class URCapLoopback:
         self.requests = 0
         self._lock = threading.Lock()
         self._last = time.monotonic()
-        owner = self
 
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self) -> None:
-                for raw in self.rfile:
-                    reply = owner.handle_line(raw.decode("ascii", errors="replace").strip())
-                    try:
-                        self.wfile.write(reply)
-                    except OSError:
-                        return
-
-        self._server = _Server((host, port), Handler)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
-    def start(self) -> "URCapLoopback":
-        self._thread = threading.Thread(target=self._server.serve_forever, name="urcap-loopback", daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> "URCapLoopback":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def serve(self, conn) -> None:
+        try:
+            for raw in conn.makefile("rb"):
+                conn.sendall(self.handle_line(raw.decode("ascii", errors="replace").strip()))
+        except OSError:  # the client went away
+            return
 
     def inject_fault(self, code: int) -> None:
         """Make the gripper report fault ``code`` (and stop), as a real one does on e.g. overcurrent."""
@@ -153,28 +125,8 @@ class URCapLoopback:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from robot_stack.config import ConfigError, load_dataclass, read_yaml
-    from robot_stack.resources import rig_path
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("rig", help="rig YAML (path or shipped name) with a gripper: section")
-    parser.add_argument("--port", type=int, default=None, help="default: the rig's gripper.port")
-    args = parser.parse_args(argv)
-    try:
-        data = read_yaml(rig_path(args.rig))
-        if "gripper" not in data:
-            raise ConfigError(f"{args.rig}: the rig has no gripper: section")
-        config = load_dataclass(GripperConfig, data["gripper"], "gripper")
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    with URCapLoopback(config, port=args.port if args.port is not None else config.port) as server:
-        print(f"Robotiq URCap twin ({config.model}) on 127.0.0.1:{server.port}; Ctrl-C stops", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
-    return 0
+    return serve_rig_gripper(argv, __doc__.split("\n\n")[0], "Robotiq URCap twin",
+                             lambda config, port: URCapLoopback(config, port=port))
 
 
 if __name__ == "__main__":
