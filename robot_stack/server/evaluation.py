@@ -131,7 +131,11 @@ def results_json(results: Sequence[EpisodeResult]) -> dict:
                  "latency_mean": float(np.mean(r.rollout.execution.latencies)) if r.rollout.execution.latencies
                  else None, "inference_timeouts": r.rollout.inference_timeouts,
                  "late_chunks": r.rollout.late_chunks, "abandoned_requests": r.rollout.abandoned_requests,
-                 "server_unreachable": r.rollout.server_unreachable, "recorded_as": r.saved_as} for r in results]
+                 "server_unreachable": r.rollout.server_unreachable, "recorded_as": r.saved_as,
+                 # how smoothly chunks followed each other (ExecutionStats): target jumps at chunk boundaries
+                 # and the executed path's jerk
+                 "boundary_jumps_mm": [round(j * 1e3, 2) for j in r.rollout.execution.boundary_jumps],
+                 "jerks": [round(float(j), 1) for j in r.rollout.execution.jerks()]} for r in results]
     return {
         "episodes_scored": len(scored),
         "success_rate": float(np.mean([r.success for r in scored])) if scored else None,

@@ -144,8 +144,9 @@ class ChunkOutcome:
 
 @dataclass
 class ExecutionStats:
-    """Totals over an episode."""
+    """Totals over an episode (``dt``: the policy step the episode ran at)."""
 
+    dt: float = 0.1
     chunks: int = 0
     scheduled: int = 0
     dropped: int = 0
@@ -162,10 +163,11 @@ class ExecutionStats:
     # earlier one's time replacing it and what followed (as the controller's interpolator does)
     executed: list[tuple[float, float, float, float]] = field(default_factory=list)
 
-    def jerks(self, dt: float) -> np.ndarray:
+    def jerks(self) -> np.ndarray:
         """|jerk| (m/s^3) along the executed path: six times the third divided difference of each four
         consecutive waypoints, where all their spacings lie in [dt/4, 2 dt] (a hold for lack of a plan is a
         gap, not a motion)."""
+        dt = self.dt
         if len(self.executed) < 4:
             return np.zeros(0)
         path = np.asarray(self.executed)
@@ -226,7 +228,7 @@ class RecedingHorizonExecutor:
         self.base_pose = base
         self.steps_per_inference = min(config.steps_per_inference or n_action_steps, n_action_steps)
         self.clock = clock
-        self.stats = ExecutionStats()
+        self.stats = ExecutionStats(dt=config.dt)
         self._plan_end: float | None = None  # target time of the last action of the current plan
         self._pending: deque[tuple[int, float, np.ndarray]] = deque()  # (index, t_k, pose) not yet handed over
         self._current: ChunkOutcome | None = None

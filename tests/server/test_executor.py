@@ -269,13 +269,13 @@ def test_jerk_along_the_executed_path_with_replaced_waypoints_cut_out():
     ex.accept(ActionChunk(1, np.stack([cubic, np.full(8, 0.1)], axis=1), 10.0, 10.0, 10.05, 0.05))
     _tick_until(ex, clock, 10.45)
     assert [round(t, 3) for t, *_ in ex.stats.executed] == [10.1, 10.2, 10.3, 10.4, 10.5, 10.6]  # lookahead 0.2 s
-    np.testing.assert_allclose(ex.stats.jerks(0.1), 12.0, rtol=1e-9)
+    np.testing.assert_allclose(ex.stats.jerks(), 12.0, rtol=1e-9)
     ex.accept(_chunk(10.4, 10.45, rid=2, start=(0.6, 0.1)))  # first fresh action at 10.5 replaces 10.5, 10.6
     _tick_until(ex, clock, 11.2)
     times = [t for t, *_ in ex.stats.executed]
     assert np.all(np.diff(times) > 0) and times[4] == pytest.approx(10.5)
     assert ex.stats.executed[4][1] == pytest.approx(0.61)  # the new chunk's, not the replaced plan's
-    jerks = ex.stats.jerks(0.1)
+    jerks = ex.stats.jerks()
     assert len(jerks) == len(times) - 3
     # the switch from the cubic to the new line: the jump from 0.75 to 0.61 shows up as jerk; the line itself has none
     assert jerks[0] == pytest.approx(12.0) and jerks[1:3].min() > 100 and jerks[-1] == pytest.approx(0.0, abs=1e-6)
