@@ -159,13 +159,14 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", use_ema: b
 
 
 def export_for_inference(src: str | Path, dst: str | Path, steps_per_inference: int | None = None,
-                         chunking: str | None = None) -> Path:
+                         chunking: str | None = None, sampler: str | None = None,
+                         inference_steps: int | None = None) -> Path:
     """Write a checkpoint holding only what inference needs: the config and one set of weights (the EMA
     weights when trained with EMA) stored as ``model``, plus the step/epoch/losses for provenance.
 
     A third to a half the size of a training checkpoint; ``load_policy`` reads it like any other.
-    ``steps_per_inference`` and ``chunking`` set how the exported policy is run by default
-    (``PolicyConfig``); the weights are unchanged.
+    ``steps_per_inference``, ``chunking``, ``sampler`` and ``inference_steps`` set how the exported policy
+    is run by default (``PolicyConfig``, its ``noise_scheduler``); the weights are unchanged.
     """
     payload = load_checkpoint(src)
     cfg = task_config_from_dict(payload["config"])
@@ -173,6 +174,11 @@ def export_for_inference(src: str | Path, dst: str | Path, steps_per_inference: 
         cfg.policy = dataclasses.replace(cfg.policy, steps_per_inference=steps_per_inference)  # validated
     if chunking is not None:
         cfg.policy = dataclasses.replace(cfg.policy, chunking=chunking)
+    if sampler is not None or inference_steps is not None:
+        schedule = cfg.policy.noise_scheduler
+        schedule = dataclasses.replace(schedule, inference=sampler or schedule.inference,
+                                       num_inference_steps=inference_steps or schedule.num_inference_steps)
+        cfg.policy = dataclasses.replace(cfg.policy, noise_scheduler=schedule)
     states = payload["state_dicts"]
     weights = states.get("ema_model", states["model"])
     kept = {k: payload["train_state"][k] for k in ("global_step", "epoch", "train_loss", "val_loss", "scene_seeds", "eval_history")
@@ -197,7 +203,8 @@ def load_state_dict_checked(policy: DiffusionPolicy, state: dict[str, torch.Tens
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m robot_stack.policy.checkpoint SRC DST [--steps-per-inference N] [--chunking M]``: export SRC for
+    """``python -m robot_stack.policy.checkpoint SRC DST [--steps-per-inference N] [--chunking M] [--sampler S]
+    [--inference-steps K]``: export SRC for
     inference only (see above); exit code 2 with one line on a bad input."""
     import argparse
     import sys
@@ -209,9 +216,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="actions per chunk the policy executes by default when deployed")
     parser.add_argument("--chunking", choices=("switch", "inpaint", "ensemble"),
                         help="how the policy's chunks are joined by default when deployed")
+    parser.add_argument("--sampler", choices=("ddim", "ddpm", "dpmsolver"), help="the sampler it denoises with")
+    parser.add_argument("--inference-steps", type=int, help="its number of denoising steps")
     args = parser.parse_args(argv)
     try:
-        out = export_for_inference(args.src, args.dst, args.steps_per_inference, args.chunking)
+        out = export_for_inference(args.src, args.dst, args.steps_per_inference, args.chunking, args.sampler,
+                                   args.inference_steps)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

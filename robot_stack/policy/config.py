@@ -161,7 +161,7 @@ class NoiseSchedulerConfig:
     beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
     prediction_type: Literal["epsilon", "sample"] = "epsilon"
     clip_sample: bool = True
-    inference: Literal["ddim", "ddpm"] = "ddim"
+    inference: Literal["ddim", "ddpm", "dpmsolver"] = "ddim"
     num_inference_steps: int = 16
 
     def __post_init__(self) -> None:

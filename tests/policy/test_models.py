@@ -109,11 +109,12 @@ def test_numpy_observations_are_accepted(tiny_config) -> None:
     assert policy.predict_action(obs)["action"].shape == (1, policy.n_action_steps, 2)
 
 
-@pytest.mark.parametrize("sampler, steps", [("ddim", 4), ("ddim", 16), ("ddpm", 100)])
+@pytest.mark.parametrize("sampler, steps", [("ddim", 4), ("ddim", 16), ("ddpm", 100), ("dpmsolver", 4)])
 def test_sampler_choices(sampler: str, steps: int, tiny_config) -> None:
     policy = DiffusionPolicy(tiny_config().policy).eval()
     policy.configure_inference(sampler, steps)
-    assert type(policy.sampler).__name__ == ("DDIMScheduler" if sampler == "ddim" else "DDPMScheduler")
+    assert type(policy.sampler).__name__ == {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler",
+                                             "dpmsolver": "DPMSolverMultistepScheduler"}[sampler]
     assert len(policy.sampler.timesteps) == steps
     calls = []
     hook = policy.model.register_forward_hook(lambda *_: calls.append(1))
@@ -122,7 +123,7 @@ def test_sampler_choices(sampler: str, steps: int, tiny_config) -> None:
     b = policy.predict_action(obs, generator=torch.Generator().manual_seed(3))["action"]
     hook.remove()
     assert len(calls) == 2 * steps  # one network evaluation per denoising step
-    assert torch.equal(a, b)  # a seeded generator makes sampling reproducible
+    assert torch.equal(a, b)  # a seeded generator makes sampling reproducible (DPM-Solver's state is reset)
 
 
 def test_ddim_shares_the_training_noise_schedule(tiny_config) -> None:
@@ -130,6 +131,7 @@ def test_ddim_shares_the_training_noise_schedule(tiny_config) -> None:
     ddpm, ddim = inference_scheduler(cfg, "ddpm", 100), inference_scheduler(cfg, "ddim", 8)
     assert ddpm.config.beta_schedule == "squaredcos_cap_v2" and ddpm.config.num_train_timesteps == 100
     assert torch.allclose(ddpm.alphas_cumprod, ddim.alphas_cumprod)
+    assert torch.allclose(ddpm.alphas_cumprod, inference_scheduler(cfg, "dpmsolver", 4).alphas_cumprod)
     with pytest.raises(ValueError, match="num_inference_steps"):
         inference_scheduler(cfg, "ddim", 101)
     with pytest.raises(ValueError, match="unknown sampler"):
@@ -245,7 +247,7 @@ def test_builtin_task_configs() -> None:
     assert np.isclose(load_task_config("push_t").training.lr, 1e-4)
 
 
-@pytest.mark.parametrize("sampler, steps", [("ddim", 8), ("ddpm", 100)])
+@pytest.mark.parametrize("sampler, steps", [("ddim", 8), ("ddpm", 100), ("dpmsolver", 4)])
 def test_inpainting_keeps_the_committed_actions_and_is_plain_sampling_without_a_plan(sampler, steps, tiny_config):
     policy = DiffusionPolicy(tiny_config(cameras=[]).policy).eval()
     xy = np.random.default_rng(0).uniform([0.2, -0.25], [0.7, 0.25], size=(64, 2))

@@ -85,6 +85,10 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path: Path, tiny_
     assert four.chunking is None  # not chosen: switch
     assert checkpoint_main([str(out / LATEST), str(tmp_path / "ens.ckpt"), "--chunking", "ensemble"]) is None
     assert load_policy(tmp_path / "ens.ckpt").chunking == "ensemble"
+    assert checkpoint_main([str(out / LATEST), str(tmp_path / "dpm.ckpt"), "--sampler", "dpmsolver",
+                            "--inference-steps", "4"]) is None
+    dpm = load_policy(tmp_path / "dpm.ckpt")
+    assert (dpm.sampler_name, dpm.num_inference_steps) == ("dpmsolver", 4)
     with pytest.raises(SystemExit) as exit_info:
         checkpoint_main([str(out / LATEST), str(tmp_path / "spi9.ckpt"), "--steps-per-inference", "9"])
     assert exit_info.value.code == 2 and not (tmp_path / "spi9.ckpt").exists()
