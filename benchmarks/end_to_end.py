@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -112,8 +113,10 @@ class JitterSampler:
 
 
 def run_mode(mode: str, checkpoint: Path, device: str, seconds: float, steps_per_inference: int, dt: float,
-             record: bool = False) -> dict:
+             record: bool = False, servo_hz: float | None = None) -> dict:
     rig = load_rig(ROOT / "hardware_configs" / "sim_pusht.yaml")
+    if servo_hz is not None:  # e.g. an e-series' 500 Hz instead of the CB3's 125
+        rig = dataclasses.replace(rig, robot=dataclasses.replace(rig.robot, frequency=servo_hz))
     with contextlib.ExitStack() as stack:
         server = None
         if mode == "local":
@@ -181,6 +184,8 @@ def run_mode(mode: str, checkpoint: Path, device: str, seconds: float, steps_per
         "controller_late_waypoints": int(final["n_dropped"]) - n_dropped0,
         "jitter_s": jitter.tolist(),
         "overruns": int(np.sum(np.diff(loop_times) > 2 * period)),
+        "late_cycles": int(np.sum(np.diff(loop_times) > 1.5 * period)),
+        "cycles": int(max(len(loop_times) - 1, 0)),
         "timeouts": stats.inference_timeouts,
         "refused_observations": stats.refused_observations,
     }
@@ -208,7 +213,8 @@ def report(result: dict) -> None:
     print(f"| servo-cycle jitter     | {_stats(result['jitter_s'])} |")
     print(f"actions: {result['actions']} predicted, {result['executed']} executed, {result['dropped_stale']} dropped "
           f"(stale), {result['superseded']} superseded; controller received {result['controller_late_waypoints']} "
-          f"late waypoints; {result['overruns']} servo overruns; {result['timeouts']} inference timeouts, "
+          f"late waypoints; {result['overruns']} servo overruns, {result['late_cycles']} of {result['cycles']} cycles "
+          f"late (> 1.5 periods); {result['timeouts']} inference timeouts, "
           f"{result['refused_observations']} refused observations")
     if result["recorded_frames"]:
         print(f"recorded {result['recorded_frames']} frames per camera, {result['recorder_lost_frames']} lost by the "
@@ -227,17 +233,19 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     parser.add_argument("--record", action="store_true",
                         help="run each mode twice, without and with both cameras recorded, and compare latency")
+    parser.add_argument("--servo-hz", type=float, help="the arm's servo rate (default: the rig's 125 Hz; e.g. 500)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint or untrained_checkpoint(Path(tmp) / f"{args.size}.ckpt", args.size)
         print(f"# end-to-end policy loop, sim Push-T rig; policy {args.checkpoint or args.size + ' (untrained)'} on "
-              f"{args.device}; dt {args.dt} s, {args.steps_per_inference} steps per inference; "
+              f"{args.device}; dt {args.dt} s, {args.steps_per_inference} steps per inference; servo "
+              f"{args.servo_hz or 125:g} Hz; "
               f"{os.cpu_count()} CPUs")
         results = []
         for mode in args.modes:
             for record in ((False, True) if args.record else (False,)):
                 results.append(run_mode(mode, checkpoint, args.device, args.seconds, args.steps_per_inference,
-                                        args.dt, record))
+                                        args.dt, record, args.servo_hz))
                 report(results[-1])
             if args.record:
                 plain, recorded = results[-2], results[-1]
