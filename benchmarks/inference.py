@@ -1,7 +1,7 @@
 """Diffusion Policy inference latency and training throughput.
 
 Measures ``predict_action`` latency (median and p99 over repeated calls, batch 1) for the paper-size
-CNN (U-Net) and transformer policies with 1 and 2 cameras at 96x96 and 240x320, sampled with DDIM 8,
+CNN (U-Net) and transformer policies with 1 and 2 cameras at 96x96 and 240x320, sampled with DPM-Solver++ 4, DDIM 8,
 DDIM 16 and DDPM 100 steps; then training throughput (samples/s) for the same model/camera/resolution
 grid. Inputs are random tensors of the right shapes (no dataset needed). Runs on CPU, and on CUDA when
 available.
@@ -30,7 +30,7 @@ from robot_stack.policy.config import load_task_config
 from robot_stack.policy.diffusion_policy import DiffusionPolicy
 
 RESOLUTIONS = {"96x96": ((96, 96), (84, 84)), "240x320": ((240, 320), (216, 288))}  # image, crop (H, W)
-SAMPLERS = [("ddim", 8), ("ddim", 16), ("ddpm", 100)]
+SAMPLERS = [("dpmsolver", 4), ("ddim", 8), ("ddim", 16), ("ddpm", 100)]
 
 
 def build_policy(model: str, cameras: int, resolution: str, device: torch.device) -> DiffusionPolicy:
