@@ -1,8 +1,8 @@
 """Diffusion Policy inference latency and training throughput.
 
 Measures ``predict_action`` latency (median and p99 over repeated calls, batch 1) for the paper-size
-CNN (U-Net) and transformer policies with 1 and 2 cameras at 96x96 and 240x320, sampled with DPM-Solver++ 4, DDIM 8,
-DDIM 16 and DDPM 100 steps; then training throughput (samples/s) for the same model/camera/resolution
+CNN (U-Net) and transformer policies with 1 and 2 cameras at 96x96 and 240x320, sampled with DPM-Solver++ 4,
+DDIM 8, DDIM 16 and DDPM 100 steps; then training throughput (samples/s) for the same model/camera/resolution
 grid. Inputs are random tensors of the right shapes (no dataset needed). Runs on CPU, and on CUDA when
 available.
 
