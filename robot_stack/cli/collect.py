@@ -53,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--manual", action="store_true", help="scripted: start/stop episodes with the keys")
     parser.add_argument("--seed", type=int, default=0, help="scene seed of the first episode (default 0)")
     parser.add_argument("--no-preview", action="store_true", help="no camera window (automatic without a display)")
+    parser.add_argument("--rerun", metavar="TARGET", help="also stream the live rig to Rerun: spawn (a new viewer), "
+                        "rerun+http://HOST:PORT/proxy (a running one) or FILE.rrd")
     parser.add_argument("--lockstep", action="store_true",
                         help="scripted only: record on the lockstep simulator (simulated time, no processes, many "
                         "times real time) instead of the runtime; the same dataset")
@@ -98,6 +100,13 @@ def run(args: argparse.Namespace) -> int:
     if scene_cfg is not None and args.seed + (args.episodes or 1) > HELD_OUT_SEED_START:
         log.warning("scene seeds from %d on are held out for evaluation (robot-stack eval's default); "
                     "demonstrations recorded on them make those evaluations dishonest", HELD_OUT_SEED_START)
+    if args.rerun is not None:
+        if args.lockstep:
+            raise ConfigError("--rerun streams a running rig; --lockstep runs none (view the dataset afterwards: "
+                              "robot-stack view)")
+        from robot_stack.data.viewer import check_live_target
+
+        check_live_target(args.rerun)
     if args.lockstep:
         return _collect_lockstep(args, rig, profile, config)
     if args.workers is not None:
@@ -177,6 +186,12 @@ def _collect(args, rig, device, profile, config, mapper) -> int:
             stack.callback(preview.close)
         elif not args.no_preview:
             log.info("no display: running without the preview window; type keys in this terminal")
+        if args.rerun:
+            from robot_stack.data.viewer import Displays, stream_rig
+
+            live = stream_rig(args.rerun, running)
+            stack.callback(live.close)
+            preview = Displays([d for d in (preview, live) if d is not None])
         print("keys: c start  s stop+save  x discard  q quit", flush=True)
         stats = run_collection(
             robot.client, teleop, mapper, recorder, config, scene=scene, on_episode_start=on_episode_start,

@@ -83,6 +83,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, help="dataset folder for the recordings (default runs/eval/<rig>-<time>)")
     parser.add_argument("--no-record", action="store_true", help="do not record the episodes")
     parser.add_argument("--no-preview", action="store_true", help="no camera window (automatic without a display)")
+    parser.add_argument("--rerun", metavar="TARGET", help="also stream the live rig to Rerun: spawn (a new viewer), "
+                        "rerun+http://HOST:PORT/proxy (a running one) or FILE.rrd (not with --lockstep)")
     parser.add_argument("--json", type=Path,
                         help="also write the results here: success_rate, mean_max_coverage, score, episodes")
     parser.add_argument("--lockstep", action="store_true",
@@ -150,6 +152,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-duration must be > 0 s, got {args.max_duration}")
     max_duration = args.max_duration or (rig.scene.time_limit if rig.scene is not None else 60.0)
     robot_latency = _apply_latency_calibration(args, rig)
+    if args.rerun is not None:
+        if args.lockstep:
+            raise ConfigError("--rerun streams a running rig; --lockstep runs none")
+        from robot_stack.data.viewer import check_live_target
+
+        check_live_target(args.rerun)
     if args.lockstep:
         return _evaluate_lockstep(args, rig, max_duration, robot_latency)
     if args.workers is not None:
@@ -282,6 +290,12 @@ def _evaluate(args: argparse.Namespace, rig: RigConfig, max_duration: float, rob
             stack.callback(preview.close)
         elif not args.no_preview:
             log.info("no display: running without the preview window; type keys in this terminal")
+        if args.rerun:
+            from robot_stack.data.viewer import Displays, stream_rig
+
+            live = stream_rig(args.rerun, running)
+            stack.callback(live.close)
+            preview = Displays([d for d in (preview, live) if d is not None])
         terminal = stack.enter_context(TerminalKeys())
         print("keys: s end episode  q quit", flush=True)
         results = run_evaluation(

@@ -134,3 +134,102 @@ def _log_episode(rr: Any, recording: Any, folder: EpisodeDataset, episode: int, 
         recording.send_columns(entity, indexes=[rr.TimeColumn("time", duration=offset + capture)],
                                columns=rr.VideoFrameReference.columns_nanos(video_times))
     return float(times[-1])
+
+
+def check_live_target(target: str) -> None:
+    """``ViewerError`` (one line) unless ``target`` is one ``LiveRerun`` takes and Rerun is installed."""
+    if not (target == "spawn" or target.endswith(".rrd") or target.startswith("rerun+http")):
+        raise ViewerError(f"--rerun {target!r}: give spawn, a rerun+http://HOST:PORT/proxy address or a FILE.rrd")
+    if target.endswith(".rrd") and not Path(target).resolve().parent.is_dir():
+        raise ViewerError(f"--rerun {target}: its folder does not exist")
+    _rerun()
+
+
+class LiveRerun:
+    """The running rig streamed to Rerun while ``collect`` or ``eval`` runs (``--rerun``): each camera's newest
+    frame (JPEG, at most ``max_fps`` per camera) at its capture time, the measured and target TCP pose per axis,
+    the scene's and gripper's scalar state, and the status lines, all on the runtime clock's ``time`` timeline.
+    A ``StatusDisplay`` like the preview window (``update(status)``), polled by the same loop; it reads no keys.
+
+    ``target``: ``"spawn"`` (a new viewer), a ``rerun+http://...`` address of a running viewer, or a file
+    ``*.rrd`` for machines without a screen.
+    """
+
+    def __init__(self, target: str, cameras: dict[str, Any], robot_state: Any, scene_state: Any = None,
+                 gripper_state: Any = None, max_fps: float = 10.0):
+        check_live_target(target)
+        rr = _rerun()
+        self._rr = rr
+        self.recording = rr.RecordingStream("robot_stack_live")
+        if target == "spawn":
+            self.recording.spawn()
+        elif target.endswith(".rrd"):
+            self.recording.save(target)
+        else:
+            self.recording.connect_grpc(target)
+        self.target = target
+        self.cameras, self.robot_state = cameras, robot_state
+        self.scene_state, self.gripper_state = scene_state, gripper_state
+        self.min_period = 1.0 / max_fps
+        self._last_frame = {name: -np.inf for name in cameras}
+        self._last_state = -np.inf
+        self._last_status: list[str] = []
+        self.frames_logged = 0
+
+    def update(self, status: Sequence[str]) -> list[str]:
+        rec, rr = self.recording, self._rr
+        if self.robot_state.count:
+            states = self.robot_state.get_since(self._last_state)
+            if len(states["timestamp"]):  # the servo cycles since the last update, as columns: one call per axis
+                index = [rr.TimeColumn("time", duration=states["timestamp"])]
+                for prefix, key in (("tcp", "actual_tcp_pose"), ("target", "target_tcp_pose")):
+                    for i, axis in enumerate(AXES):
+                        rec.send_columns(f"pose/{axis}/{prefix}", indexes=index,
+                                         columns=rr.Scalars.columns(scalars=states[key][:, i].astype(np.float64)))
+                self._last_state = float(states["timestamp"][-1])
+        for prefix, buffer in (("scene", self.scene_state), ("gripper", self.gripper_state)):
+            if buffer is not None and buffer.count:
+                state = buffer.get()
+                rec.set_time("time", duration=float(state["timestamp"]))
+                for key, value in state.items():
+                    value = np.asarray(value)
+                    if key != "timestamp" and value.ndim == 0 and (np.issubdtype(value.dtype, np.number)
+                                                                   or value.dtype == np.bool_):
+                        rec.log(f"{prefix}/{key}", rr.Scalars(float(value)))
+        for name, frames in self.cameras.items():
+            if not frames.count:
+                continue
+            frame = frames.get()
+            t = float(frame["timestamp"])
+            if t - self._last_frame[name] >= self.min_period:
+                rec.set_time("time", duration=t)
+                rec.log(f"cameras/{name}", rr.Image(frame["color"]).compress(jpeg_quality=80))
+                self._last_frame[name] = t
+                self.frames_logged += 1
+        if list(status) != self._last_status:
+            self._last_status = list(status)
+            rec.log("status", rr.TextLog(" | ".join(status)))
+        return []
+
+    def close(self) -> None:
+        """Flush; a file target is complete after this."""
+        self.recording.flush()
+        if self.target.endswith(".rrd"):
+            self.recording.disconnect()
+
+
+class Displays:
+    """Several ``StatusDisplay``s as one (the preview window and ``LiveRerun``): all updated, keys pooled."""
+
+    def __init__(self, displays: Sequence[Any]):
+        self.displays = list(displays)
+
+    def update(self, status: Sequence[str]) -> list[str]:
+        return [key for display in self.displays for key in display.update(status)]
+
+
+def stream_rig(target: str, running: Any) -> LiveRerun:
+    """``LiveRerun`` of a started rig (``robot_stack.rig.Rig``): its cameras, arm, scene and gripper."""
+    return LiveRerun(target, {c.config.name: c.frames for c in running.cameras}, running.robot.state,
+                     running.scene.state if running.scene is not None else None,
+                     running.gripper.state if running.gripper is not None else None)
