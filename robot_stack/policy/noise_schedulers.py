@@ -50,8 +50,10 @@ def inference_scheduler(cfg: NoiseSchedulerConfig, kind: str, num_inference_step
             prediction_type=cfg.prediction_type,
         )
     elif kind == "dpmsolver":
-        # clip_sample has no counterpart here: the solver works on the noise prediction; its final step is
-        # first order (lower_order_final), which keeps few-step samples stable
+        # Timesteps spaced as DDIM's ("leading": the first at T - T/n, not T - 1): with the squared-cosine
+        # schedule the noise level at T - 1 is so extreme that the solver's first step blows up (measured:
+        # actions metres off the table). Its final step is first order (lower_order_final), which keeps
+        # few-step samples stable.
         scheduler = DPMSolverMultistepScheduler(
             num_train_timesteps=cfg.num_train_timesteps,
             beta_schedule=cfg.beta_schedule,
@@ -59,6 +61,8 @@ def inference_scheduler(cfg: NoiseSchedulerConfig, kind: str, num_inference_step
             algorithm_type="dpmsolver++",
             solver_order=2,
             lower_order_final=True,
+            timestep_spacing="leading",
+            steps_offset=0,
         )
     else:
         raise ValueError(f"unknown sampler {kind!r}: use one of {', '.join(SAMPLERS)}")
