@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from robot_stack.data.replay import ReplayError
     from robot_stack.rig import load_rig, preflight, start_rig
     from robot_stack.rig.latency import CalibrationError, calibrate_latency, latency_path, save_latency
 
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                 running.robot.client, {rig.cameras[i].name: running.cameras[i].frames for i in chosen}, centre,
                 rig.name, amplitude=args.amplitude, cycles=args.cycles, infer=infer,
                 progress=lambda m: print(m, flush=True))
-        except CalibrationError as exc:
+        except (CalibrationError, ReplayError) as exc:  # the arm did not do what was asked of it
             print(f"robot-stack calibrate: {exc}", file=sys.stderr)
             return 1
     save_latency(calibration, out)
