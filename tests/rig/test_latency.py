@@ -142,3 +142,14 @@ def test_eval_takes_its_robot_latency_from_the_calibration_and_refuses_another_r
     cli.one_line_error(cli.run(*eval_args, "--latency", str(tmp_path / "other.yaml")), 2, "another_rig", "test_pusht")
     cli.one_line_error(cli.run(*eval_args, "--latency", str(tmp_path / "missing.yaml")), 2, "missing.yaml",
                        "calibrate latency")
+
+
+def test_a_latency_file_beside_the_camera_calibrations_is_not_taken_for_a_camera(tmp_path):
+    import shutil
+
+    from robot_stack.hardware.camera import load_rig_calibration
+
+    shipped = Path(__file__).resolve().parents[2] / "calibration" / "sim_pusht"
+    shutil.copytree(shipped, tmp_path / "sim_pusht")
+    save_latency(LatencyCalibration("sim_pusht", 0.004, 0.008, 0.1), tmp_path / "sim_pusht" / "latency.yaml")
+    assert sorted(load_rig_calibration("sim_pusht", tmp_path)) == ["oblique", "top"]
