@@ -14,9 +14,10 @@ rig has):
   constant (the twin models ``lookahead_time * 300 / gain``).
 * **Camera latency** (per camera) during the same sweep: the time shift for which a linear function of the
   frames' leading principal-component scores best explains the measured TCP x at the frame timestamps
-  minus the shift (least squares, R^2) is the frame timestamps' offset (timestamp minus the time the image shows: ~0 when a camera stamps its
-  frames at capture, as the RealSense hardware clock and the twins do). The latency is receive time minus
-  the time the image shows: the mean ``receive_timestamp - timestamp`` plus that offset.
+  minus the shift (least squares, R^2) is the frame timestamps' offset (timestamp minus the time the image
+  shows: ~0 when a camera stamps its frames at capture, as the RealSense hardware clock and the twins do).
+  The latency is receive time minus the time the image shows: the mean ``receive_timestamp - timestamp``
+  plus that offset.
 * **Policy inference latency** (with a checkpoint): requests through the same policy process and socket as
   ``eval``, with observations of the policy's shapes (denoising time does not depend on their values).
 
@@ -90,7 +91,8 @@ class LatencyCalibration:
     source: str = ""
 
     def __post_init__(self) -> None:
-        values = [self.command_latency, self.command_latency_max, self.tracking_lag] + [c.latency for c in self.cameras.values()]
+        values = [self.command_latency, self.command_latency_max, self.tracking_lag]
+        values += [c.latency for c in self.cameras.values()]
         if not all(math.isfinite(v) and 0 <= v < 10 for v in values):
             raise ConfigError(f"latencies must be finite, in [0, 10) s: got {values}")
 

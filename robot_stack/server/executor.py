@@ -58,7 +58,6 @@ from robot_stack.server.transport import ActionChunk
 
 log = logging.getLogger(__name__)
 
-
 # How many recent chunk latencies the re-planning estimate looks at (the worst of them is used).
 _LATENCY_WINDOW = 10
 
@@ -84,10 +83,11 @@ class ExecutorConfig:
     ``margin``: extra safety on top when deciding whether an action is still on time. ``lookahead``: how
     long before its time an action is handed over; keep it below the controller's ``command_timeout``.
     ``action_delay_steps``: steps between a recorded action's step and its target time (module docstring).
-    ``chunking`` (None: not chosen, the policy's default applies, else switch): "switch" (a new chunk replaces the rest of the plan as predicted) or "inpaint" (each
-    request carries the current plan for the new chunk's steps, and the policy samples a chunk that keeps
-    the actions due before it can arrive and blends into the rest; ``plan_for``) or "ensemble" (each action
-    is the weighted mean of all recent chunks' predictions for its time; ``ensemble_decay``, module docstring).
+    ``chunking`` (None: not chosen, the policy's default applies, else switch): "switch" (a new chunk
+    replaces the rest of the plan as predicted) or "inpaint" (each request carries the current plan for the
+    new chunk's steps, and the policy samples a chunk that keeps the actions due before it can arrive and
+    blends into the rest; ``plan_for``) or "ensemble" (each action is the weighted mean of all recent chunks'
+    predictions for its time; ``ensemble_decay``, module docstring).
     """
 
     dt: float = 0.1
