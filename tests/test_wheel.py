@@ -61,7 +61,7 @@ def test_the_wheel_installs_and_runs_outside_the_source_tree(tmp_path, no_realse
         "print(sorted(load_rig_calibration('sim_pusht')), shipped_rigs(), load_rig('sim_pusht').name)",
     ]), cwd=work, env=env).stdout.splitlines()
     assert loaded[1] == "['spacemouse', 'keyboard', 'scripted']"
-    assert loaded[2] == "['oblique', 'top'] ['sim_pusht', 'sim_pusht_state', 'sim_ur5', 'sim_ur5_gripper', 'ur5_cb3_example', 'ur5_cb3_robotiq_example'] sim_pusht"
+    assert loaded[2] == "['oblique', 'top'] ['sim_pusht', 'sim_pusht_state', 'sim_ur5', 'sim_ur5_gripper', 'ur5_cb3_example', 'ur5_cb3_robotiq_example', 'ur5_cb3_wsg_example'] sim_pusht"
 
     _run("robot-stack", "collect", "--rig", "sim_pusht", "--teleop", "scripted", "--episodes", "1",
          "--max-duration", "2", "--keep-failed", "--out", "demos", "--no-preview", cwd=work, env=env)
