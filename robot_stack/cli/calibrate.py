@@ -84,8 +84,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _inference_probe(args: argparse.Namespace, stack: contextlib.ExitStack):
     """(infer() -> latency s, the policy process to start with the rig) for ``args.checkpoint``."""
-    import numpy as np
-
     from robot_stack.cli.serve import resolve_device
     from robot_stack.runtime import now
     from robot_stack.server.local import CheckpointService, PolicyProcess
@@ -95,9 +93,7 @@ def _inference_probe(args: argparse.Namespace, stack: contextlib.ExitStack):
     info = service.check().info  # a bad checkpoint is one line before anything starts
     process = PolicyProcess(service)
     client = stack.enter_context(PolicyClient(process.endpoint, timeout=10.0))
-    # neutral values (mid-grey images): the denoising time does not depend on them
-    obs = {k: np.full((info.n_obs_steps, *shape), 0.5 if len(shape) == 3 else 0.0, np.float32)
-           for k, shape in info.obs_shapes.items()}
+    obs = info.neutral_observation()
 
     def infer() -> float:
         t = now()

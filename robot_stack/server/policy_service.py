@@ -70,6 +70,12 @@ class PolicyInfo:
             chunking=getattr(policy, "chunking", None),
         )
 
+    def neutral_observation(self) -> dict[str, np.ndarray]:
+        """An observation history of this interface's shapes: mid-grey images, zero low-dim values (for
+        warm-up and timing: the denoising time does not depend on the values)."""
+        return {key: np.full((self.n_obs_steps, *shape), 0.5 if len(shape) == 3 else 0.0, np.float32)
+                for key, shape in self.obs_shapes.items()}
+
     def to_meta(self) -> dict[str, Any]:
         """Plain-JSON form for an ``info`` message."""
         return {
@@ -147,11 +153,7 @@ class PolicyService:
 
     def warmup(self) -> float:
         """Run one inference on a neutral observation (first calls allocate/compile); returns its seconds."""
-        obs = {
-            key: np.full((self.info.n_obs_steps, *shape), 0.5 if len(shape) == 3 else 0.0, np.float32)
-            for key, shape in self.info.obs_shapes.items()
-        }
-        return self.infer(obs)[1]
+        return self.infer(self.info.neutral_observation())[1]
 
     def infer(self, obs: Mapping[str, np.ndarray], planned: np.ndarray | None = None,
               committed_steps: int | None = None) -> tuple[np.ndarray, float]:
