@@ -8,7 +8,8 @@ Examples::
     torchrun --nproc_per_node=4 -m robot_stack train --dataset data/pusht --config push_t --out runs/pusht
 
 Writes ``OUT/latest.ckpt`` (resumable) and the best ``top_k`` checkpoints by validation loss; load one
-for inference with ``robot_stack.policy.load_policy``.
+for inference with ``robot_stack.policy.load_policy``. Metrics: ``OUT/metrics.jsonl`` and
+``OUT/tensorboard/`` always, a Weights & Biases run with ``--wandb offline|online``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-workers", type=int, help="override training.num_workers (data loading processes)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest.ckpt")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. for log files)")
+    parser.add_argument("--wandb", choices=["offline", "online"],
+                        help="also log the metrics to Weights & Biases (needs robot_stack[wandb]); offline writes "
+                        "OUT/wandb/ with no network, upload it later with `wandb sync`")
+    parser.add_argument("--wandb-project", default="robot_stack", help="W&B project (default robot_stack)")
     rollouts = parser.add_argument_group(
         "rollout evaluation", "every --eval-every epochs, roll the EMA policy out on the lockstep simulator, log "
         "the success rate and keep the best checkpoints by it (seeds from --eval-seed: neither the demos' nor "
@@ -65,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     from robot_stack.policy.checkpoint import load_checkpoint
     from robot_stack.policy.distributed import DistributedContext
+    from robot_stack.policy.metrics import WandbOptions
     from robot_stack.policy.trainer import LATEST, Trainer, resolve_device
 
     training: dict = {}
@@ -97,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         trainer = Trainer(cfg, args.dataset, args.out, device=device, resume=args.resume,
                           show_progress=not args.no_progress, evaluator=evaluator, eval_every=args.eval_every,
-                          dist=dist)
+                          dist=dist, wandb=WandbOptions(args.wandb, args.wandb_project) if args.wandb else None)
         result = trainer.run()
         trainer.release_distributed()
         dist.barrier()  # every rank done before the group goes away

@@ -8,7 +8,8 @@ Output folder::
     OUT/epoch=0040-step=0005480-success=0.900.ckpt    with a rollout ``evaluator``: the ``top_k`` best by
                                                       success rate instead (ties: the later one)
     OUT/metrics.jsonl, OUT/tensorboard/               losses, learning rate, gradient norm, samples/s and
-                                                      rollout success rate (``robot_stack.policy.metrics``)
+                                                      rollout success rate (``robot_stack.policy.metrics``;
+                                                      with ``wandb``, also OUT/wandb/)
 
 Rollout evaluation (like the original's env runner): given ``evaluator(policy, timing) -> success rate``
 (``timing``: the dataset's ``TimingConvention``, which the rollouts must execute actions with) and
@@ -53,12 +54,12 @@ from tqdm import tqdm
 from robot_stack.config import ConfigError
 from robot_stack.data.timing_convention import TimingConvention
 from robot_stack.policy.checkpoint import load_checkpoint, load_state_dict_checked, make_convention, save_checkpoint
-from robot_stack.policy.config import TaskConfig, task_config_from_dict
+from robot_stack.policy.config import TaskConfig, task_config_from_dict, task_config_to_dict
 from robot_stack.policy.dataset import SequenceDataset, load_replay_data, split_episodes
 from robot_stack.policy.diffusion_policy import DiffusionPolicy
 from robot_stack.policy.distributed import DistributedContext
 from robot_stack.policy.ema import EMA
-from robot_stack.policy.metrics import MetricsLog
+from robot_stack.policy.metrics import MetricsLog, WandbOptions
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,11 @@ class Trainer:
         evaluator: Callable[[DiffusionPolicy, TimingConvention], float] | None = None,
         eval_every: int = 10,
         dist: DistributedContext | None = None,
+        wandb: WandbOptions | None = None,
     ):
-        """``dist``: this process's place among several (``torchrun``; its process group already started)."""
+        """``dist``: this process's place among several (``torchrun``; its process group already started).
+        ``wandb``: also log the metrics to Weights & Biases (rank 0)."""
+        self.wandb = wandb
         self.dist = dist if dist is not None else DistributedContext()
         if eval_every < 1:
             raise ConfigError(f"rollout evaluation every {eval_every} epochs: must be >= 1")
@@ -219,11 +223,12 @@ class Trainer:
         """Train until ``num_epochs`` or ``max_steps``; returns the final counters and losses."""
         t = self.cfg.training
         train_loss = float("nan")
+        main = self.dist.is_main
+        self.metrics = (MetricsLog(self.out_dir, resume_step=self.global_step if self._resumed else None,
+                                   wandb=self.wandb, config=task_config_to_dict(self.cfg)) if main
+                        else _NoMetrics())
         bar = tqdm(total=self.total_steps, initial=min(self.global_step, self.total_steps), desc="train",
                    unit="step", disable=not self.show_progress, dynamic_ncols=True)
-        main = self.dist.is_main
-        self.metrics = (MetricsLog(self.out_dir, resume_step=self.global_step if self._resumed else None) if main
-                        else _NoMetrics())
         self._window = _Window()
         try:
             while self.epoch < t.num_epochs and self.global_step < self.total_steps:

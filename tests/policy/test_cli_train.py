@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,7 +86,8 @@ def test_training_writes_metrics_tensorboard_and_a_report(tmp_path: Path, line_d
     data["training"]["log_every_steps"] = 2
     config.write_text(yaml.safe_dump(data))
     out = tmp_path / "run"
-    args = ["train", "--dataset", str(line_dataset), "--out", str(out), "--device", "cpu", "--no-progress"]
+    args = ["train", "--dataset", str(line_dataset), "--out", str(out), "--device", "cpu", "--no-progress",
+            "--wandb", "offline"]
     assert main([*args, "--config", str(config), "--epochs", "2"]) == 0  # 4 steps per epoch
     assert main([*args, "--resume", "--epochs", "3"]) == 0
     capsys.readouterr()
@@ -101,10 +105,60 @@ def test_training_writes_metrics_tensorboard_and_a_report(tmp_path: Path, line_d
     assert sorted(tb_loss) == [2, 4, 6, 8, 10, 12]
     assert tb_loss[12] == pytest.approx(metrics["train/loss"][-1][1], rel=1e-6)
 
+    # W&B offline: the resumed run continues the same W&B run, with the same numbers
+    run_id = (out / "wandb_run_id").read_text().strip()
+    files = sorted((out / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+    assert len(files) == 2
+    records = [r for f in files for r in read_wandb_records(f)]
+    runs = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert {r.run_id for r in runs} == {run_id} and {r.project for r in runs} == {"robot_stack"}
+    assert any(item.key == "policy" for item in runs[0].config.update)  # the task config travels with the run
+    history = [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    wandb_loss = [(h["trainer/step"], h["train/loss"]) for h in history if "train/loss" in h]
+    assert [s for s, _ in wandb_loss] == [s for s, _ in metrics["train/loss"]]
+    assert [v for _, v in wandb_loss] == pytest.approx([v for _, v in metrics["train/loss"]], rel=1e-6)
+    assert [h["trainer/step"] for h in history if "val/loss" in h] == [4, 8, 12]
+
     assert main(["report", str(out)]) == 0
     png = out / "report.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert "train/loss" in capsys.readouterr().out
+
+
+def read_wandb_records(path: Path) -> list:
+    """The protobuf records of a W&B ``.wandb`` transaction log (wandb has no public reader): a 7-byte file
+    header, then a LevelDB-style log of 32 KiB blocks whose records are split into fragments, each with a
+    7-byte header (crc32 u32, length u16, type u8: 1 whole, 2 first, 3 middle, 4 last)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    block, pos, pending, records = 32768, 7, b"", []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack_from("<IHB", data, pos)
+        pending += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+def test_wandb_without_the_package_is_one_clear_line(tmp_path: Path, line_dataset: Path, tiny_overrides_for,
+                                                      capsys, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
+    config = write_task_yaml(tmp_path / "tiny.yaml", tiny_overrides_for)
+    assert main(["train", "--dataset", str(line_dataset), "--out", str(tmp_path / "run"), "--config", str(config),
+                 "--device", "cpu", "--no-progress", "--epochs", "1", "--wandb", "offline"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'robot_stack[wandb]'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "latest.ckpt").exists()
 
 
 def test_report_names_a_folder_without_metrics(tmp_path: Path, capsys) -> None:
