@@ -48,6 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-workers", type=int, help="override training.num_workers (data loading processes)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest.ckpt")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. for log files)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: the forward pass under bfloat16 autocast (for GPUs; usually slower on CPU); "
+                        "default fp32")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the networks (for GPUs; the first steps take minutes to compile)")
     parser.add_argument("--wandb", choices=["offline", "online"],
                         help="also log the metrics to Weights & Biases (needs robot_stack[wandb]); offline writes "
                         "OUT/wandb/ with no network, upload it later with `wandb sync`")
@@ -103,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         trainer = Trainer(cfg, args.dataset, args.out, device=device, resume=args.resume,
                           show_progress=not args.no_progress, evaluator=evaluator, eval_every=args.eval_every,
-                          dist=dist, wandb=WandbOptions(args.wandb, args.wandb_project) if args.wandb else None)
+                          dist=dist, wandb=WandbOptions(args.wandb, args.wandb_project) if args.wandb else None,
+                          precision=args.precision, compile=args.compile)
         result = trainer.run()
         trainer.release_distributed()
         dist.barrier()  # every rank done before the group goes away

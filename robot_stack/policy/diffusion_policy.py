@@ -71,6 +71,14 @@ class DiffusionPolicy(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def compile_networks(self, **options) -> None:
+        """``torch.compile`` the observation encoder and the noise-prediction network in place (``options``
+        go to ``torch.compile``). In place, not wrapped: the modules keep their types and ``state_dict``
+        keys, so checkpoints and EMA copies are unaffected. The first calls afterwards compile (seconds to
+        minutes); shapes seen later for the first time compile again."""
+        self.obs_encoder.compile(**options)
+        self.model.compile(**options)
+
     def configure_inference(self, sampler: str, num_inference_steps: int) -> None:
         """Choose the sampler used by ``predict_action``: "ddim" (few steps), "ddpm" or "dpmsolver"."""
         self.sampler = inference_scheduler(self.cfg.noise_scheduler, sampler, num_inference_steps)

@@ -249,3 +249,37 @@ def test_checkpoints_carry_the_datasets_timing_convention(tmp_path: Path, tiny_o
     assert "records no action-timing convention: using the original Diffusion Policy's" in caplog.text
     assert load_checkpoint(tmp_path / "run2" / LATEST)["convention"] == {
         "timing": {"dt": pytest.approx(0.1), "action_delay_steps": 0}, "cameras": None}
+
+
+def test_bf16_training_follows_the_fp32_run(tmp_path: Path, tiny_overrides_for, line_dataset: Path) -> None:
+    cfg = make_config(tiny_overrides_for, max_steps=4, num_epochs=100, val_ratio=0.0)
+    reference = Trainer(cfg, line_dataset, tmp_path / "fp32", show_progress=False)
+    expected = reference.run()
+    result = Trainer(cfg, line_dataset, tmp_path / "bf16", show_progress=False, precision="bf16").run()
+    assert result.global_step == expected.global_step == 4
+    assert result.train_loss == pytest.approx(expected.train_loss, rel=2e-2)  # bf16: ~3 significant digits
+    # weights, EMA and checkpoints stay float32
+    saved = load_checkpoint(tmp_path / "bf16" / LATEST)["state_dicts"]
+    for name in ("model", "ema_model"):
+        assert all(v.dtype == torch.float32 for v in saved[name].values() if v.is_floating_point()), name
+
+
+def test_compiled_training_computes_what_eager_training_does(tmp_path: Path, tiny_overrides_for,
+                                                             line_dataset: Path) -> None:
+    # no camera: a compiled random crop would draw other random numbers than eager, making runs incomparable
+    cfg = make_config(tiny_overrides_for, cameras=[], max_steps=3, num_epochs=100, val_ratio=0.0)
+    reference = Trainer(cfg, line_dataset, tmp_path / "eager", show_progress=False)
+    expected = reference.run()
+    compiled = Trainer(cfg, line_dataset, tmp_path / "compiled", show_progress=False, compile=True)
+    result = compiled.run()
+    assert result.train_loss == pytest.approx(expected.train_loss, rel=1e-4)  # the same sums, reordered
+    # compiled in place: the checkpoint has the eager module's keys and loads into a plain policy
+    saved = load_checkpoint(tmp_path / "compiled" / LATEST)["state_dicts"]["model"]
+    for key, value in reference.policy.state_dict().items():
+        assert torch.allclose(saved[key], value, rtol=1e-3, atol=1e-5), key
+    assert saved.keys() == reference.policy.state_dict().keys()
+
+
+def test_unknown_training_precision_is_a_config_error(tmp_path: Path, tiny_overrides_for, line_dataset: Path) -> None:
+    with pytest.raises(ConfigError, match="precision 'fp16'"):
+        Trainer(make_config(tiny_overrides_for), line_dataset, tmp_path / "out", precision="fp16")
