@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robot_stack.policy.config import PolicyConfig
-from robot_stack.policy.noise_schedulers import inference_scheduler, needs_reset, training_scheduler
+from robot_stack.policy.noise_schedulers import begin_sample, inference_scheduler, training_scheduler
 from robot_stack.policy.normalizer import LinearNormalizer
 from robot_stack.policy.obs_encoder import ObsEncoder
 from robot_stack.policy.rotation_6d import decode_fields, encode_fields, encode_pose
@@ -136,8 +136,7 @@ class DiffusionPolicy(nn.Module):
         b = next(iter(obs.values())).shape[0]
         inpaint = self._inpainting(planned, committed_steps, b)
         x = torch.randn((b, self.horizon, self.model_action_dim), generator=generator, device=self.device)
-        if needs_reset(self.sampler_name):
-            self.sampler.set_timesteps(self.num_inference_steps)
+        begin_sample(self.sampler)
         timesteps = self.sampler.timesteps
         for i, t in enumerate(timesteps):
             out = self.model(x, t.to(self.device), cond)

@@ -3,8 +3,9 @@
 Training always uses the DDPM forward process (``add_noise``) with ``num_train_timesteps`` steps. DDIM and
 DPM-Solver++ share the same noise schedule (same betas), so a policy trained once can be sampled with DDPM
 (all steps, stochastic), DDIM (few steps, deterministic) or DPM-Solver++ (a second-order multistep solver,
-meant for fewer steps still) without retraining. DPM-Solver++ keeps the previous steps' outputs between
-steps: its timesteps are set again before each sample (``needs_reset``).
+meant for fewer steps still) without retraining. DDIM and DPM-Solver++ visit the same timesteps and
+both clip the predicted clean sample to [-1, 1] when ``clip_sample`` is set. DPM-Solver++ keeps the
+previous steps' outputs between steps: ``begin_sample`` resets it before each sample.
 """
 
 from __future__ import annotations
@@ -29,9 +30,17 @@ Sampler = DDPMScheduler | DDIMScheduler | DPMSolverMultistepScheduler
 SAMPLERS = ("ddim", "ddpm", "dpmsolver")
 
 
-def needs_reset(kind: str) -> bool:
-    """The sampler keeps state between steps (set its timesteps again before each sample)."""
-    return kind == "dpmsolver"
+def begin_sample(sampler: Sampler) -> None:
+    """Ready ``sampler`` for a new sample: DPM-Solver++ forgets the previous sample's model outputs (its
+    timesteps are set again, the same ones); the other samplers keep no state between samples."""
+    if isinstance(sampler, DPMSolverMultistepScheduler):
+        sampler.set_timesteps(timesteps=sampler.timesteps.tolist())
+
+
+def ddim_timesteps(num_train_timesteps: int, num_inference_steps: int) -> list[int]:
+    """DDIM's timesteps (``leading`` spacing, no offset): ``(n-1)*k, ..., k, 0`` with ``k = T // n``."""
+    step = num_train_timesteps // num_inference_steps
+    return [i * step for i in reversed(range(num_inference_steps))]
 
 
 def inference_scheduler(cfg: NoiseSchedulerConfig, kind: str, num_inference_steps: int) -> Sampler:
@@ -50,20 +59,25 @@ def inference_scheduler(cfg: NoiseSchedulerConfig, kind: str, num_inference_step
             prediction_type=cfg.prediction_type,
         )
     elif kind == "dpmsolver":
-        # Timesteps spaced as DDIM's ("leading": the first at T - T/n, not T - 1): with the squared-cosine
-        # schedule the noise level at T - 1 is so extreme that the solver's first step blows up (measured:
-        # actions metres off the table). Its final step is first order (lower_order_final), which keeps
-        # few-step samples stable.
+        # clip_sample as DDIM does it: dynamic thresholding with its threshold capped at 1 clamps each
+        # step's predicted clean sample to [-1, 1] (the solver has no clip_sample). Its final step is first
+        # order (lower_order_final), which keeps few-step samples stable.
         scheduler = DPMSolverMultistepScheduler(
             num_train_timesteps=cfg.num_train_timesteps,
             beta_schedule=cfg.beta_schedule,
             prediction_type=cfg.prediction_type,
+            thresholding=cfg.clip_sample,
+            sample_max_value=1.0,
             algorithm_type="dpmsolver++",
             solver_order=2,
             lower_order_final=True,
-            timestep_spacing="leading",
-            steps_offset=0,
         )
+        # DDIM's timesteps, passed explicitly: the solver's own spacings either start at T - 1, where the
+        # squared-cosine schedule's noise is so extreme that the first step blows up (measured: actions
+        # metres off the table), or ("leading") space by T // (n + 1), which starts ever lower as n grows
+        # (at n = 50 the sample began at t = 50, half the noise range skipped) and breaks at n = T.
+        scheduler.set_timesteps(timesteps=ddim_timesteps(cfg.num_train_timesteps, num_inference_steps))
+        return scheduler
     else:
         raise ValueError(f"unknown sampler {kind!r}: use one of {', '.join(SAMPLERS)}")
     scheduler.set_timesteps(num_inference_steps)

@@ -126,6 +126,19 @@ def test_sampler_choices(sampler: str, steps: int, tiny_config) -> None:
     assert torch.equal(a, b)  # a seeded generator makes sampling reproducible (DPM-Solver's state is reset)
 
 
+@pytest.mark.parametrize("steps", [4, 8, 16, 50, 100])
+def test_dpm_solver_visits_ddims_timesteps_and_clips_as_ddim_does(steps: int, tiny_config) -> None:
+    cfg = tiny_config().policy.noise_scheduler
+    ddim, dpm = inference_scheduler(cfg, "ddim", steps), inference_scheduler(cfg, "dpmsolver", steps)
+    assert dpm.timesteps.tolist() == ddim.timesteps.tolist()  # from ~T down to 0 for every step count
+    assert dpm.config.thresholding == cfg.clip_sample
+    x0 = torch.linspace(-3, 3, 32).reshape(2, 8, 2)
+    assert torch.equal(dpm._threshold_sample(x0.clone()), x0.clamp(-1, 1))  # the clip DDIM applies
+    policy = DiffusionPolicy(tiny_config(cameras=[]).policy).eval()
+    policy.configure_inference("dpmsolver", steps)
+    assert torch.isfinite(policy.predict_action(obs_batch(policy, batch=1))["action"]).all()
+
+
 def test_ddim_shares_the_training_noise_schedule(tiny_config) -> None:
     cfg = tiny_config().policy.noise_scheduler
     ddpm, ddim = inference_scheduler(cfg, "ddpm", 100), inference_scheduler(cfg, "ddim", 8)
