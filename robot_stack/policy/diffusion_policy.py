@@ -129,7 +129,8 @@ class DiffusionPolicy(nn.Module):
         plan's. ``None`` (or K = 0): plain sampling, identical to a call without it.
 
         Raises ``ValueError`` for missing keys, wrong shapes, images outside [0, 1] or non-finite values
-        (observations or committed actions), and ``RuntimeError`` if the network produces non-finite actions.
+        (observations or committed actions), and ``RuntimeError`` if the network produces non-finite actions
+        or degenerate 6-D rotations.
         """
         obs = self._check_obs(obs_dict)
         cond = self._encode(obs, recorded=True)
@@ -151,7 +152,11 @@ class DiffusionPolicy(nn.Module):
         if not torch.isfinite(action_pred).all():
             raise RuntimeError("policy produced non-finite actions (NaN/inf); the checkpoint may be corrupt")
         if self.cfg.uses_rotation_6d:
-            action_pred = torch.from_numpy(decode_fields(self.cfg.action, action_pred.cpu().numpy())).to(self.device)
+            try:
+                decoded = decode_fields(self.cfg.action, action_pred.cpu().numpy())
+            except ValueError as e:  # the network's output, not the caller's input, is at fault
+                raise RuntimeError(f"policy produced an invalid action: {e}; the checkpoint may be corrupt") from None
+            action_pred = torch.from_numpy(decoded).to(self.device)
         start = self.n_obs_steps - 1
         return {"action": action_pred[:, start : start + self.n_action_steps], "action_pred": action_pred}
 

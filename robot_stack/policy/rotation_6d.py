@@ -29,14 +29,25 @@ def rotvec_to_6d(rotvec: np.ndarray) -> np.ndarray:
     return matrix[:, :, :2].transpose(0, 2, 1).reshape(*rotvec.shape[:-1], 6)
 
 
+DEGENERATE = 1e-9  # below this norm a Gram-Schmidt column has no direction
+
+
 def rotation_6d_to_matrix(r6: np.ndarray) -> np.ndarray:
-    """(..., 6) -> (..., 3, 3) rotation matrices by Gram-Schmidt (any non-degenerate 6 numbers map to one)."""
+    """(..., 6) -> (..., 3, 3) rotation matrices by Gram-Schmidt (any non-degenerate 6 numbers map to one).
+
+    Raises ``ValueError`` for degenerate ones (a zero first column, or a second parallel to the first; a
+    saturated network, its outputs clipped to +-1, produces those): they name no rotation.
+    """
     r6 = np.asarray(r6, dtype=np.float64)
     a, b = r6[..., :3], r6[..., 3:6]
-    x = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    a_norm = np.linalg.norm(a, axis=-1, keepdims=True)
+    x = a / np.maximum(a_norm, DEGENERATE)
     y = b - np.sum(x * b, axis=-1, keepdims=True) * x
-    y = y / np.linalg.norm(y, axis=-1, keepdims=True)
-    return np.stack([x, y, np.cross(x, y)], axis=-1)
+    y_norm = np.linalg.norm(y, axis=-1, keepdims=True)
+    b_scale = np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1.0)
+    if (a_norm <= DEGENERATE).any() or (y_norm <= DEGENERATE * b_scale).any():
+        raise ValueError("degenerate 6-D rotation (a zero column, or two parallel columns): no rotation to decode")
+    return np.stack([x, y / y_norm, np.cross(x, y / y_norm)], axis=-1)
 
 
 def rotation_6d_to_rotvec(r6: np.ndarray) -> np.ndarray:

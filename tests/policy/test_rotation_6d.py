@@ -47,6 +47,20 @@ def test_any_six_numbers_map_to_a_rotation():
     assert np.abs(np.linalg.det(m) - 1).max() < 1e-12
 
 
+def test_degenerate_six_numbers_name_no_rotation_and_a_policy_producing_them_says_so(tiny_config):
+    for r6 in ([0, 0, 0, 0, 1, 0], [1, -1, 1, -1, 1, -1], [1, 1, 0, 2, 2, 0]):  # zero, antiparallel, parallel
+        with pytest.raises(ValueError, match="degenerate 6-D rotation"):
+            rotation_6d_to_matrix(np.array([[1.0, 0, 0, 0, 1, 0], r6]))
+    from robot_stack.policy.diffusion_policy import DiffusionPolicy
+
+    policy = DiffusionPolicy(tiny_config(cameras=[], **SIX_D).policy).eval()
+    # a saturated network: every predicted clean sample clips to -1, so both rotation columns are (-1, -1, -1)
+    policy.model.forward = lambda x, t, cond: torch.full_like(x, 1e3)
+    obs = {k: torch.zeros(1, policy.n_obs_steps, *shape) for k, shape in policy.obs_shapes.items()}
+    with pytest.raises(RuntimeError, match="invalid action: degenerate 6-D rotation"):
+        policy.predict_action(obs)
+
+
 def test_rotation_6d_needs_a_pose_field(tiny_config):
     with pytest.raises(ConfigError, match="robot_eef_pose: rotation rotation_6d needs a pose field"):
         tiny_config(cameras=[], low_dim=[{"key": "robot_eef_pose", "dims": 2, "rotation": "rotation_6d"}])
