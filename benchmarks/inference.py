@@ -10,6 +10,7 @@ available.
     python benchmarks/inference.py --quick    # a few calls per configuration; minutes on a laptop CPU
     python benchmarks/inference.py --device cuda --json results.json
     python benchmarks/inference.py --options --threads 1   # the speed levers, see below
+    python benchmarks/inference.py --breakdown --threads 1 # where a chunk's time goes
 
 ``--options`` measures instead the levers for a faster chunk, on the shipped low-dim Push-T checkpoint
 (whose closed-loop success per sampler is in the README) and on the paper-size U-Net with one 96x96
@@ -19,6 +20,9 @@ network, channels-last convolutions for image policies; on CUDA also bf16 autoca
 ``torch.compile(mode="reduce-overhead")``), the ms per chunk, its ratio to eager DDIM 16 (which is as fast as
 LeRobot's DDIM 16: 1491 and 1494 ms side by side), and the max abs difference of the actions from the eager run
 of the same sampler with the same noise (0 up to float rounding for the options that should be exact).
+``--breakdown`` splits an eager chunk instead into the observation encoder, the noise network's calls and the rest
+(the Python denoising loop, the sampler's update, checks and unnormalization): the rest bounds what a
+denoising loop without per-step Python overhead could save.
 
 Prints Markdown tables. Numbers depend heavily on the machine and its load: record them with the CPU/GPU
 model, the torch thread count and whether anything else was running.
@@ -190,6 +194,47 @@ def bench_options(device: torch.device, quick: bool) -> list[dict]:
     return rows
 
 
+def bench_breakdown(device: torch.device, quick: bool) -> list[dict]:
+    """Where an eager chunk's time goes: encoder, noise network, and the rest (the loop around them)."""
+    configs = {"push_t_lowdim (shipped)": load_policy(SHIPPED_LOWDIM, device),
+               "paper U-Net, 1 camera 96x96 (push_t)": build_policy("unet", 1, "96x96", device, "push_t")}
+    rows = []
+    for name, policy in configs.items():
+        policy.eval()
+        obs = random_obs(policy, 1, device)
+        spent = {"encoder": 0.0, "network": 0.0}
+        started: dict[str, float] = {}
+
+        def timed(module: torch.nn.Module, part: str) -> None:
+            def pre(*_: object) -> None:
+                _sync(device)
+                started[part] = time.perf_counter()
+
+            def post(*_: object) -> None:
+                _sync(device)
+                spent[part] += time.perf_counter() - started[part]
+            module.register_forward_pre_hook(pre)
+            module.register_forward_hook(post)
+
+        timed(policy.obs_encoder, "encoder")
+        timed(policy.model, "network")
+        n = 3 if quick else 10
+        for sampler, steps in OPTION_SAMPLERS:
+            policy.configure_inference(sampler, steps)
+            policy.predict_action(obs)  # warm-up
+            spent.update(encoder=0.0, network=0.0)
+            total = sum(time_calls(lambda: policy.predict_action(obs), n, warmup=0, device=device))
+            row = {"device": device.type, "config": name, "sampler": f"{sampler} {steps}", "n": n,
+                   "total_ms": 1e3 * total / n, "encoder_ms": 1e3 * spent["encoder"] / n,
+                   "network_ms": 1e3 * spent["network"] / n}
+            row["rest_ms"] = row["total_ms"] - row["encoder_ms"] - row["network_ms"]
+            rows.append(row)
+            print(f"| {device.type} | {name} | {row['sampler']} | {row['total_ms']:.1f} | {row['encoder_ms']:.1f} | "
+                  f"{row['network_ms']:.1f} | {row['rest_ms']:.1f} ({100 * row['rest_ms'] / row['total_ms']:.1f} %) "
+                  f"| {n} |", flush=True)
+    return rows
+
+
 def _row(r: dict) -> str:
     return (f"| {r['device']} | {r['model']} | {r['cameras']} | {r['resolution']} | {r['sampler']} "
             f"| {r['median_ms']:.1f} | {r['p99_ms']:.1f} | {r['n']} |")
@@ -203,6 +248,8 @@ def main() -> None:
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--options", action="store_true",
                         help="measure only the speed levers (samplers x execution options, see above)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="measure only where an eager chunk's time goes (encoder, network, the loop around them)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, help="also write all results to this JSON file")
     args = parser.parse_args()
@@ -220,6 +267,13 @@ def main() -> None:
         rows = [row for device in devices for row in bench_options(device, args.quick)]
         if args.json:
             args.json.write_text(json.dumps({"options": rows}, indent=2))
+        return
+    if args.breakdown:
+        print("\n| device | config | sampler | chunk ms (mean) | encoder ms | network ms | rest ms | n |"
+              "\n|---|---|---|---|---|---|---|---|")
+        rows = [row for device in devices for row in bench_breakdown(device, args.quick)]
+        if args.json:
+            args.json.write_text(json.dumps({"breakdown": rows}, indent=2))
         return
     results: dict = {"inference": [], "training": []}
     print("\n| device | model | cameras | resolution | sampler | median ms | p99 ms | n |\n|---|---|---|---|---|---|---|---|")
