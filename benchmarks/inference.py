@@ -14,10 +14,11 @@ available.
 
 ``--options`` measures instead the levers for a faster chunk, on the shipped low-dim Push-T checkpoint
 (whose closed-loop success per sampler is in the README) and on the paper-size U-Net with one 96x96
-camera: per sampler (DDIM 16, DDIM 8, DPM-Solver++ 8 and 4) and per execution option (eager as
-``predict_action`` runs by default, ``torch.inference_mode``, ``torch.compile`` of the encoder and noise
-network, channels-last convolutions for image policies; on CUDA also bf16 autocast and CUDA graphs through
-``torch.compile(mode="reduce-overhead")``), the ms per chunk, its ratio to eager DDIM 16 (which is as fast as
+camera: per sampler (DDIM 16, DDIM 8, DPM-Solver++ 8 and 4) and per execution option (eager: under
+``torch.no_grad``, as robot_stack ran it before ``predict_action`` moved to inference mode;
+``inference_mode``: ``predict_action`` as it runs now; ``torch.compile`` of the encoder and noise network and
+channels-last convolutions for image policies, each alone under ``no_grad``; on CUDA also bf16 autocast and
+CUDA graphs through ``torch.compile(mode="reduce-overhead")``, on top of inference mode), the ms per chunk, its ratio to eager DDIM 16 (which is as fast as
 LeRobot's DDIM 16: 1491 and 1494 ms side by side), and the max abs difference of the actions from the eager run
 of the same sampler with the same noise (0 up to float rounding for the options that should be exact).
 ``--breakdown`` splits an eager chunk instead into the observation encoder, the noise network's calls and the rest
@@ -139,14 +140,15 @@ def bench_training(device: torch.device, quick: bool, batch: int) -> list[dict]:
 
 
 def _options(policy: DiffusionPolicy, device: torch.device) -> dict[str, tuple[DiffusionPolicy, Callable[[], ContextManager], bool]]:
-    """Execution options: name -> (the policy to call, a context to call it in, whether it should be exact)."""
-    plain = contextlib.nullcontext
-    options = {"eager": (policy, plain, True), "inference_mode": (policy, torch.inference_mode, True)}
+    """Execution options: name -> (the policy to call, a context to call it in, whether it should be exact).
+    The context ``torch.no_grad`` means: call ``predict_action`` without its inference-mode decorator."""
+    plain, no_grad = contextlib.nullcontext, torch.no_grad
+    options = {"eager": (policy, no_grad, True), "inference_mode": (policy, plain, True)}
     compiled = copy.deepcopy(policy)
     compiled.compile_networks()
-    options["compile"] = (compiled, plain, True)
+    options["compile"] = (compiled, no_grad, True)
     if policy.cfg.camera_keys:  # the 1-D U-Net has no 2-D convolutions to lay out channels last
-        options["channels_last"] = (copy.deepcopy(policy).to(memory_format=torch.channels_last), plain, True)
+        options["channels_last"] = (copy.deepcopy(policy).to(memory_format=torch.channels_last), no_grad, True)
     if device.type == "cuda":
         options["bf16_autocast"] = (policy, lambda: torch.autocast("cuda", dtype=torch.bfloat16), False)
         graphs = copy.deepcopy(policy)
@@ -172,9 +174,11 @@ def bench_options(device: torch.device, quick: bool) -> list[dict]:
                 runner.configure_inference(sampler, steps)
 
                 def call() -> torch.Tensor:
+                    predict = (DiffusionPolicy.predict_action.__wrapped__.__get__(runner) if context is torch.no_grad
+                               else runner.predict_action)
                     with context():
                         gen = torch.Generator(device=device).manual_seed(0)
-                        return runner.predict_action(obs, generator=gen)["action_pred"].float()
+                        return predict(obs, generator=gen)["action_pred"].float()
 
                 warmup = 2 if option in ("compile", "cuda_graphs") else 1  # the first calls compile
                 times = time_calls(call, n, warmup=warmup, device=device)

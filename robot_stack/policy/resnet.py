@@ -77,7 +77,10 @@ def keypoint_grid(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
     in the last bit for most sizes, and imported hybrid checkpoints are meant to give bit-identical outputs.
     """
     xs, ys = np.meshgrid(np.linspace(-1.0, 1.0, w), np.linspace(-1.0, 1.0, h))
-    return (torch.from_numpy(xs.reshape(1, 1, h * w)).float(), torch.from_numpy(ys.reshape(1, 1, h * w)).float())
+    # Cached for training too: made as normal tensors even when first asked for by predict_action under
+    # inference mode, whose tensors autograd refuses to save for backward.
+    with torch.inference_mode(False):
+        return (torch.from_numpy(xs.reshape(1, 1, h * w)).float(), torch.from_numpy(ys.reshape(1, 1, h * w)).float())
 
 
 class ResNetEncoder(nn.Module):

@@ -11,7 +11,7 @@ from robot_stack.policy.config import load_task_config, merge_dicts
 from robot_stack.policy.diffusion_policy import DiffusionPolicy
 from robot_stack.policy.noise_schedulers import inference_scheduler
 from robot_stack.policy.obs_encoder import center_crop, random_crop
-from robot_stack.policy.resnet import ResNetEncoder
+from robot_stack.policy.resnet import ResNetEncoder, keypoint_grid
 from robot_stack.policy.transformer import TransformerForDiffusion
 from robot_stack.policy.unet import ConditionalUnet1D
 
@@ -44,6 +44,20 @@ def test_predict_action_shapes(model: str, cameras: list[int], tiny_config) -> N
     loss.backward()
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert policy.obs_encoder.key_model_map["camera_0"].conv1.weight.grad.abs().sum() > 0
+
+
+def test_training_works_after_inference(tiny_config) -> None:
+    """predict_action runs in inference mode; nothing it caches (the spatial-softmax grid) may break the
+    training steps that follow it, as they do after each in-training rollout."""
+    keypoint_grid.cache_clear()  # made first under inference mode, as in a fresh process
+    policy = DiffusionPolicy(tiny_config(cameras=[0]).policy).eval()
+    assert policy.cfg.vision.pool == "spatial_softmax"
+    out = policy.predict_action(obs_batch(policy))
+    assert out["action"].is_inference()
+    policy.train()
+    loss = policy.compute_loss({"obs": obs_batch(policy), "action": torch.rand(3, policy.horizon, 2)})
+    loss.backward()
+    assert torch.isfinite(loss) and policy.obs_encoder.key_model_map["camera_0"].conv1.weight.grad.abs().sum() > 0
 
 
 def test_network_shapes_for_task_defaults() -> None:
