@@ -157,13 +157,16 @@ def _options(policy: DiffusionPolicy, device: torch.device) -> dict[str, tuple[D
     return options
 
 
+def _option_configs(device: torch.device) -> dict[str, DiffusionPolicy]:
+    """The two policies the speed levers are measured on, in eval mode."""
+    return {"push_t_lowdim (shipped)": load_policy(SHIPPED_LOWDIM, device).eval(),
+            "paper U-Net, 1 camera 96x96 (push_t)": build_policy("unet", 1, "96x96", device, "push_t").eval()}
+
+
 def bench_options(device: torch.device, quick: bool) -> list[dict]:
     """ms per chunk per sampler and execution option, against eager DDIM 16 (see the module docstring)."""
-    configs = {"push_t_lowdim (shipped)": load_policy(SHIPPED_LOWDIM, device),
-               "paper U-Net, 1 camera 96x96 (push_t)": build_policy("unet", 1, "96x96", device, "push_t")}
     rows = []
-    for name, policy in configs.items():
-        policy.eval()
+    for name, policy in _option_configs(device).items():
         torch.manual_seed(0)
         obs = random_obs(policy, 1, device)
         n = 3 if quick else (10 if policy.cfg.camera_keys else 20)
@@ -200,11 +203,8 @@ def bench_options(device: torch.device, quick: bool) -> list[dict]:
 
 def bench_breakdown(device: torch.device, quick: bool) -> list[dict]:
     """Where an eager chunk's time goes: encoder, noise network, and the rest (the loop around them)."""
-    configs = {"push_t_lowdim (shipped)": load_policy(SHIPPED_LOWDIM, device),
-               "paper U-Net, 1 camera 96x96 (push_t)": build_policy("unet", 1, "96x96", device, "push_t")}
     rows = []
-    for name, policy in configs.items():
-        policy.eval()
+    for name, policy in _option_configs(device).items():
         obs = random_obs(policy, 1, device)
         spent = {"encoder": 0.0, "network": 0.0}
         started: dict[str, float] = {}
@@ -265,20 +265,17 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {platform.processor() or platform.machine()}"
           + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"))
     torch.manual_seed(0)
-    if args.options:
-        print("\n| device | config | sampler | option | median ms | x eager DDIM 16 | max abs diff vs eager | n |"
-              "\n|---|---|---|---|---|---|---|---|")
-        rows = [row for device in devices for row in bench_options(device, args.quick)]
-        if args.json:
-            args.json.write_text(json.dumps({"options": rows}, indent=2))
-        return
-    if args.breakdown:
-        print("\n| device | config | sampler | chunk ms (mean) | encoder ms | network ms | rest ms | n |"
-              "\n|---|---|---|---|---|---|---|---|")
-        rows = [row for device in devices for row in bench_breakdown(device, args.quick)]
-        if args.json:
-            args.json.write_text(json.dumps({"breakdown": rows}, indent=2))
-        return
+    modes = {"options": ("| device | config | sampler | option | median ms | x eager DDIM 16 | max abs diff vs eager | n |",
+                         bench_options),
+             "breakdown": ("| device | config | sampler | chunk ms (mean) | encoder ms | network ms | rest ms | n |",
+                           bench_breakdown)}
+    for mode, (header, bench) in modes.items():
+        if getattr(args, mode):
+            print(f"\n{header}\n|---|---|---|---|---|---|---|---|")
+            rows = [row for device in devices for row in bench(device, args.quick)]
+            if args.json:
+                args.json.write_text(json.dumps({mode: rows}, indent=2))
+            return
     results: dict = {"inference": [], "training": []}
     print("\n| device | model | cameras | resolution | sampler | median ms | p99 ms | n |\n|---|---|---|---|---|---|---|---|")
     for device in devices:
