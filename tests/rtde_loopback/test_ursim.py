@@ -95,13 +95,15 @@ def test_scheduled_faults_reach_real_ur_rtde_clients(ursim):
     try:
         assert control.isProgramRunning()
         assert wait_for(receive.isProtectiveStopped, 3.0)
-        assert not control.isProgramRunning()  # a protective stop ends the program, as on the robot
+        # a protective stop ends the program, as on the robot; the control client reads its own data
+        # stream, which may see the package a cycle after the receive client does
+        assert wait_for(lambda: not control.isProgramRunning(), 1.0)
         dashboard.unlockProtectiveStop()
         assert wait_for(lambda: not receive.isProtectiveStopped())
         assert control.reuploadScript() and wait_for(control.isProgramRunning)
 
         assert wait_for(receive.isEmergencyStopped, 4.0)
-        assert not control.isProgramRunning()
+        assert wait_for(lambda: not control.isProgramRunning(), 1.0)
         assert "POWER_OFF" in dashboard.robotmode() and receive.getRobotMode() == 3
         assert "ROBOT_EMERGENCY_STOP" in dashboard.safetymode()
         assert wait_for(lambda: not receive.isEmergencyStopped(), 4.0)  # released after 1.5 s
