@@ -16,14 +16,15 @@ available.
 (whose closed-loop success per sampler is in the README) and on the paper-size U-Net with one 96x96
 camera: per sampler (DDIM 16, DDIM 8, DPM-Solver++ 8 and 4) and per execution option (eager: under
 ``torch.no_grad``, as robot_stack ran it before ``predict_action`` moved to inference mode;
-``inference_mode``: ``predict_action`` as it runs now; ``torch.compile`` of the encoder and noise network and
-channels-last convolutions for image policies, each alone under ``no_grad``; on CUDA also bf16 autocast and
-CUDA graphs through ``torch.compile(mode="reduce-overhead")``, on top of inference mode), the ms per chunk, its ratio to eager DDIM 16 (which is as fast as
-LeRobot's DDIM 16: 1491 and 1494 ms side by side), and the max abs difference of the actions from the eager run
-of the same sampler with the same noise (0 up to float rounding for the options that should be exact).
-``--breakdown`` splits an eager chunk instead into the observation encoder, the noise network's calls and the rest
-(the Python denoising loop, the sampler's update, checks and unnormalization): the rest bounds what a
-denoising loop without per-step Python overhead could save.
+``inference_mode``: ``predict_action`` as it runs now; ``torch.compile`` of the encoder and noise network
+and channels-last convolutions for image policies, each alone under ``no_grad``; on CUDA also bf16
+autocast and CUDA graphs through ``torch.compile(mode="reduce-overhead")``, on top of inference mode): the
+ms per chunk, its ratio to eager DDIM 16 (which is as fast as LeRobot's DDIM 16: 1491 and 1494 ms side by
+side), and the max abs difference of the actions from the eager run of the same sampler with the same
+noise (0 up to float rounding for the options that should be exact).
+``--breakdown`` splits a chunk as ``predict_action`` runs it into the observation encoder, the noise
+network's calls and the rest (the Python denoising loop, the sampler's update, checks and
+unnormalization): the rest bounds what a denoising loop without per-step Python overhead could save.
 
 Prints Markdown tables. Numbers depend heavily on the machine and its load: record them with the CPU/GPU
 model, the torch thread count and whether anything else was running.
@@ -175,10 +176,10 @@ def bench_options(device: torch.device, quick: bool) -> list[dict]:
         for option, (runner, context, exact) in _options(policy, device).items():
             for sampler, steps in OPTION_SAMPLERS:
                 runner.configure_inference(sampler, steps)
+                predict = (DiffusionPolicy.predict_action.__wrapped__.__get__(runner) if context is torch.no_grad
+                           else runner.predict_action)
 
                 def call() -> torch.Tensor:
-                    predict = (DiffusionPolicy.predict_action.__wrapped__.__get__(runner) if context is torch.no_grad
-                               else runner.predict_action)
                     with context():
                         gen = torch.Generator(device=device).manual_seed(0)
                         return predict(obs, generator=gen)["action_pred"].float()
@@ -202,7 +203,7 @@ def bench_options(device: torch.device, quick: bool) -> list[dict]:
 
 
 def bench_breakdown(device: torch.device, quick: bool) -> list[dict]:
-    """Where an eager chunk's time goes: encoder, noise network, and the rest (the loop around them)."""
+    """Where a chunk's time goes: encoder, noise network, and the rest (the loop around them)."""
     rows = []
     for name, policy in _option_configs(device).items():
         obs = random_obs(policy, 1, device)
@@ -253,7 +254,7 @@ def main() -> None:
     parser.add_argument("--options", action="store_true",
                         help="measure only the speed levers (samplers x execution options, see above)")
     parser.add_argument("--breakdown", action="store_true",
-                        help="measure only where an eager chunk's time goes (encoder, network, the loop around them)")
+                        help="measure only where a chunk's time goes (encoder, network, the loop around them)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, help="also write all results to this JSON file")
     args = parser.parse_args()
