@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,20 @@ def write_sim_rig(folder: Path, camera: dict | None = None, **sections) -> Path:
 def sim_rig(tmp_path):
     """``write_sim_rig`` into the test's tmp_path: ``sim_rig(camera={...}, cameras=[...], ...)`` -> path."""
     return functools.partial(write_sim_rig, tmp_path)
+
+
+def poll_until(predicate, timeout: float = 5.0, poll: float = 0.01) -> bool:
+    """Call ``predicate`` every ``poll`` s until it is true or ``timeout`` s passed; return its last result
+    (so ``assert wait_for(...)`` fails with the condition, not with a sleep long enough for a busy machine)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll)
+    return bool(predicate())
+
+
+@pytest.fixture
+def wait_for():
+    """``poll_until``, for tests that wait for a process or a robot to reach a state."""
+    return poll_until

@@ -9,13 +9,6 @@ from robot_stack.hardware.camera import CameraConfig, CameraProcess, camera_spec
 from robot_stack.runtime import ProcessFailed, now
 
 
-def wait_for(predicate, timeout=5.0):
-    deadline = now() + timeout
-    while not predicate():
-        assert now() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_spec_follows_the_config():
     spec = camera_spec(CameraConfig(name="a", depth=True, output_resolution=(320, 240)))
     assert spec["color"] == ((240, 320, 3), np.uint8) and spec["depth"] == ((240, 320), np.uint16)
@@ -23,14 +16,14 @@ def test_spec_follows_the_config():
 
 
 @pytest.mark.realsense
-def test_software_device_frames_reach_the_ring_buffer_in_order_and_drops_are_counted(assert_released):
+def test_software_device_frames_reach_the_ring_buffer_in_order_and_drops_are_counted(assert_released, wait_for):
     cfg = CameraConfig(name="wrist", driver="realsense", serial="SYNTH0001", depth=True,
                        crop=(80, 0, 480, 480), output_resolution=(240, 240))
     from robot_stack.hardware.camera.synthetic import SyntheticRealSense, frame_value
 
     devices = SyntheticRealSense(depth=True, skip=range(20, 23))  # the device "loses" frames 20-22
     with CameraProcess(cfg, devices=devices) as camera:
-        wait_for(lambda: camera.frames.count >= 30)
+        assert wait_for(lambda: camera.frames.count >= 30)
         records = camera.frames.get_last_k(camera.frames.count)  # everything so far (capacity 60)
         assert camera.dropped_frames >= 3
     assert_released(camera.frames.name)
@@ -47,10 +40,10 @@ def test_software_device_frames_reach_the_ring_buffer_in_order_and_drops_are_cou
         assert np.median(depth) == 1000 + number
 
 
-def test_sim_camera_process_publishes_at_its_rate():
+def test_sim_camera_process_publishes_at_its_rate(wait_for):
     cfg = CameraConfig(name="top", fps=20, sim_latency=0.05, output_resolution=(320, 240))
     with CameraProcess(cfg) as camera:
-        wait_for(lambda: camera.frames.count >= 1)
+        assert wait_for(lambda: camera.frames.count >= 1)
         first = camera.frames.get()
         time.sleep(1.0)
         records = camera.frames.get_since(float(first["timestamp"]))
@@ -65,7 +58,7 @@ def test_sim_camera_process_publishes_at_its_rate():
 
 
 @pytest.mark.realsense
-def test_playback_file_as_source(tmp_path, synthetic_devices):
+def test_playback_file_as_source(tmp_path, synthetic_devices, wait_for):
     from robot_stack.hardware.camera import CameraTimeout, RealSenseCamera
 
     recording = tmp_path / "session.db3"
@@ -76,7 +69,7 @@ def test_playback_file_as_source(tmp_path, synthetic_devices):
                 source.read(0.5)
     replay = CameraConfig(name="wrist", driver="realsense", playback_file=recording, playback_real_time=False)
     with CameraProcess(replay) as camera:
-        wait_for(lambda: camera.frames.count >= 12)
+        assert wait_for(lambda: camera.frames.count >= 12)
         time.sleep(0.2)  # end of file: nothing more arrives, the process stays up
         assert camera.is_alive() and camera.frames.count == 12
         records = camera.frames.get_last_k(12)
@@ -96,11 +89,11 @@ def test_bad_serial_fails_start_with_the_reason(assert_released):
 
 
 @pytest.mark.realsense
-def test_a_camera_that_stops_delivering_fails_the_process():
+def test_a_camera_that_stops_delivering_fails_the_process(wait_for):
     cfg = CameraConfig(name="wrist", driver="realsense", serial="SYNTH0001", frame_timeout=0.3)
     from robot_stack.hardware.camera.synthetic import SyntheticRealSense
 
     with CameraProcess(cfg, devices=SyntheticRealSense(n_frames=5)) as camera:
-        wait_for(lambda: not camera.is_alive())
+        assert wait_for(lambda: not camera.is_alive())
         assert camera.frames.count == 5
         assert "no frame for 0.3 s" in camera.error

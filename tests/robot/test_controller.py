@@ -22,15 +22,6 @@ def assert_released(names):
     assert not left, f"shared memory not released: {left}"
 
 
-def wait_for(predicate, timeout, poll=0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll)
-    return predicate()
-
-
 def test_state_is_published_at_loop_rate_and_waypoints_are_executed(sim_config):
     config = sim_config.replace(command_timeout=2.0)
     with RobotController(config) as robot:
@@ -61,7 +52,7 @@ def test_state_is_published_at_loop_rate_and_waypoints_are_executed(sim_config):
     assert np.all(np.isfinite(rec["commanded_pose"]))
 
 
-def test_killing_the_commander_makes_the_arm_hold_within_the_command_timeout(sim_config):
+def test_killing_the_commander_makes_the_arm_hold_within_the_command_timeout(sim_config, wait_for):
     config = sim_config.replace(command_timeout=0.3)
     with RobotController(config) as robot:
         p0 = robot.get_state()["actual_tcp_pose"]
@@ -83,7 +74,7 @@ def test_killing_the_commander_makes_the_arm_hold_within_the_command_timeout(sim
     assert state["holding"] and np.linalg.norm(state["actual_tcp_speed"]) < 1e-6
 
 
-def test_a_watched_process_dying_latches_the_hold(sim_config):
+def test_a_watched_process_dying_latches_the_hold(sim_config, wait_for):
     config = sim_config.replace(command_timeout=5.0)  # the command watchdog alone would wait 5 s
     with RobotController(config) as robot:
         p0 = robot.get_state()["actual_tcp_pose"]
@@ -101,7 +92,7 @@ def test_a_watched_process_dying_latches_the_hold(sim_config):
     assert state["holding"] and state["n_rejected"] == n_rejected + 1
 
 
-def test_killing_the_controller_makes_the_supervisor_stop_everything(sim_config):
+def test_killing_the_controller_makes_the_supervisor_stop_everything(sim_config, wait_for):
     robot = RobotController(sim_config)
     commander = Commander(robot.client, [0.45, 0.0, 0.1, 0.0, np.pi, 0.0], velocity=[0.0, 0.0, 0.0])
     names = segments(robot.state, robot.commands)
@@ -126,7 +117,7 @@ def test_unreachable_robot_fails_setup_with_a_clear_error(sim_config):
     assert_released(names)
 
 
-def test_protective_stop_fails_the_process_with_the_reason(sim_config):
+def test_protective_stop_fails_the_process_with_the_reason(sim_config, wait_for):
     robot = RobotController(sim_config, driver_factory=faulty_arm)
     with Supervisor([robot]) as sup:
         assert wait_for(lambda: not sup.running, timeout=10)

@@ -12,16 +12,7 @@ from robot_stack.runtime import now
 RUNTIME_STATE_STOPPED = 1  # RTDE runtime_state: the control program is not running
 
 
-def wait_for(predicate, timeout, poll=0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll)
-    return predicate()
-
-
-def test_waypoints_watchdog_and_shutdown_over_rtde(sim_config):
+def test_waypoints_watchdog_and_shutdown_over_rtde(sim_config, wait_for):
     with SimLoopbackProcess(sim_config) as loopback:
         config = sim_config.replace(driver="rtde", robot_ip=loopback.host, frequency=125.0, command_timeout=0.3)
         with RobotController(config) as robot:
@@ -52,7 +43,7 @@ def test_waypoints_watchdog_and_shutdown_over_rtde(sim_config):
         assert wait_for(lambda: loopback.state.get()["runtime_state"] == RUNTIME_STATE_STOPPED, timeout=2.0)
 
 
-def test_a_killed_controller_stops_the_arm_from_the_robot_side(sim_config):
+def test_a_killed_controller_stops_the_arm_from_the_robot_side(sim_config, wait_for):
     """SIGKILL the controller process mid-motion: nothing on our side survives to stop the arm, so the robot
     does it: ur_rtde's watchdog (enabled at connect) ends the control program after arm_watchdog_timeout
     without input, and the arm decelerates to rest well short of the last target."""
@@ -82,7 +73,7 @@ def test_a_killed_controller_stops_the_arm_from_the_robot_side(sim_config):
     assert x_rest < far[0] - 0.05, (x_rest, far[0])
 
 
-def test_a_holding_controller_keeps_the_robot_program_alive(sim_config):
+def test_a_holding_controller_keeps_the_robot_program_alive(sim_config, wait_for):
     """Holding sends no servoL; the controller kicks the watchdog instead, so the program keeps running."""
     with SimLoopbackProcess(sim_config) as loopback:
         config = sim_config.replace(driver="rtde", robot_ip=loopback.host, frequency=125.0, command_timeout=0.3,

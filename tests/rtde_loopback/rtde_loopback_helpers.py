@@ -105,11 +105,3 @@ def twin_record_for(proc: SimLoopbackProcess, receive, getter, attempts: int = 5
     raise AssertionError("no twin record matches the timestamp the receive interface reports")
 
 
-def wait_for(predicate, timeout: float = 3.0) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` s passed; return its last result."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from rtde_loopback_helpers import CONTROL_SCRIPT, RawRTDEClient, wait_for
+from rtde_loopback_helpers import CONTROL_SCRIPT, RawRTDEClient
 
 from robot_stack.hardware.robot.rtde_loopback import CB3, RTDELoopbackServer
 from robot_stack.hardware.robot.rtde_loopback.protocol import MessageType, Recipe
@@ -127,7 +127,7 @@ def test_malformed_input_closes_that_connection_only(server, client, bad, reason
         other.close()
 
 
-def test_an_input_is_writable_by_one_client_at_a_time(server, client):
+def test_an_input_is_writable_by_one_client_at_a_time(server, client, wait_for):
     assert client.setup_inputs(["input_int_register_0"]) == (1, ["INT32"])
     other = RawRTDEClient(server.host, server.ports["rtde"])
     try:
@@ -170,7 +170,7 @@ def test_dashboard_closes_on_an_endless_line(server):
     assert server.stats.protocol_errors == 1
 
 
-def test_script_port_runs_only_the_control_script(server):
+def test_script_port_runs_only_the_control_script(server, wait_for):
     with socket.create_connection((server.host, server.ports["script0"]), timeout=3) as sock:
         sock.sendall(b"def my_program():\n  movej([0, 0, 0, 0, 0, 0])\nend\n")
         assert wait_for(lambda: server.stats.rejected_programs == 1)
@@ -212,7 +212,7 @@ class _FailingArm(SimUR5):
         super().step(dt)
 
 
-def test_a_failing_arm_stops_the_control_loop_and_is_reported(sim_config, caplog):
+def test_a_failing_arm_stops_the_control_loop_and_is_reported(sim_config, caplog, wait_for):
     srv = RTDELoopbackServer(_FailingArm(sim_config, fail_after=5), "127.0.0.1",
                              rtde_port=0, dashboard_port=0, script_ports=())
     with srv:

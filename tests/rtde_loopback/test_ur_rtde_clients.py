@@ -9,7 +9,7 @@ import pytest
 import rtde_control
 import rtde_io
 import rtde_receive
-from rtde_loopback_helpers import start_sim_loopback, twin_record_for, wait_for
+from rtde_loopback_helpers import start_sim_loopback, twin_record_for
 
 from robot_stack.hardware.robot.rtde_driver import RTDEDriver
 from robot_stack.hardware.robot.rtde_loopback.controller import RUNTIME_PLAYING, RUNTIME_STOPPED
@@ -48,7 +48,7 @@ def test_receive_interface_reports_the_twins_state(loopback, receive, sim_config
     assert 0.5 * wall < dt <= wall + 0.05  # controller time runs with the wall clock (late cycles aside)
 
 
-def test_control_interface_drives_the_twin(loopback, receive, control, sim_config):
+def test_control_interface_drives_the_twin(loopback, receive, control, sim_config, wait_for):
     assert control.isProgramRunning()
     assert wait_for(lambda: loopback.state.get()["runtime_state"] == RUNTIME_PLAYING)
     start = np.array(receive.getActualTCPPose())
@@ -70,14 +70,15 @@ def test_control_interface_drives_the_twin(loopback, receive, control, sim_confi
     assert control.isProgramRunning()
 
     control.stopScript()
-    assert not control.isProgramRunning()
+    assert wait_for(lambda: not control.isProgramRunning(), 1.0)
     assert wait_for(lambda: loopback.state.get()["runtime_state"] == RUNTIME_STOPPED)
 
 
-def test_a_command_the_loopback_cannot_execute_fails_instead_of_faking_success(loopback, receive, control):
+def test_a_command_the_loopback_cannot_execute_fails_instead_of_faking_success(loopback, receive, control, wait_for):
     assert control.isProgramRunning()
     assert not control.teachMode()  # teach mode is not emulated (the twin has no hand-guiding)
-    assert not control.isProgramRunning()  # it ended the program, like a URScript runtime error
+    # it ended the program, like a URScript runtime error
+    assert wait_for(lambda: not control.isProgramRunning(), 1.0)
     assert control.reuploadScript()
     assert wait_for(control.isProgramRunning)
     pose = np.array(receive.getActualTCPPose())
@@ -85,7 +86,7 @@ def test_a_command_the_loopback_cannot_execute_fails_instead_of_faking_success(l
     control.stopScript()
 
 
-def test_protective_stop_and_recovery(sim_config):
+def test_protective_stop_and_recovery(sim_config, wait_for):
     proc = start_sim_loopback(sim_config)
     receive = rtde_receive.RTDEReceiveInterface(proc.host)
     control = rtde_control.RTDEControlInterface(proc.host)
@@ -114,7 +115,7 @@ def test_protective_stop_and_recovery(sim_config):
     assert proc.exitcode == 0, proc.error
 
 
-def test_io_interface_sets_outputs_the_receive_interface_reads(loopback, receive):
+def test_io_interface_sets_outputs_the_receive_interface_reads(loopback, receive, wait_for):
     io = rtde_io.RTDEIOInterface(loopback.host)
     try:
         assert io.setStandardDigitalOut(3, True)
@@ -140,7 +141,7 @@ def test_dashboard_client(loopback):
         dashboard.disconnect()
 
 
-def test_the_stacks_rtde_driver_runs_against_the_twin(loopback, sim_config):
+def test_the_stacks_rtde_driver_runs_against_the_twin(loopback, sim_config, wait_for):
     """``RTDEDriver`` (the real-robot driver) end to end: connect, setTcp, servoL, state, stop, disconnect."""
     driver = RTDEDriver(sim_config.replace(driver="rtde", robot_ip=loopback.host))
     driver.connect()
@@ -161,7 +162,7 @@ def test_the_stacks_rtde_driver_runs_against_the_twin(loopback, sim_config):
     assert wait_for(lambda: loopback.state.get()["runtime_state"] == RUNTIME_STOPPED)
 
 
-def test_e_series_controller_at_500_hz(sim_config):
+def test_e_series_controller_at_500_hz(sim_config, wait_for):
     proc = start_sim_loopback(sim_config.replace(frequency=500.0))
     try:
         assert proc.version.major == 5

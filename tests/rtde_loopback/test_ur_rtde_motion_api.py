@@ -5,7 +5,6 @@ import time
 
 import numpy as np
 import pytest
-from rtde_loopback_helpers import wait_for
 from scipy.spatial.transform import Rotation
 
 from robot_stack.hardware.robot.kinematics import UR5Kinematics
@@ -48,7 +47,7 @@ def test_synchronous_moves_reach_their_targets(control, receive, sim_config):
     assert np.linalg.norm(actual[:3] - kin.fk(q_fk)[:3]) < POSE_TOL
 
 
-def test_asynchronous_moves_report_progress_and_stop_on_request(control, receive, sim_config):
+def test_asynchronous_moves_report_progress_and_stop_on_request(control, receive, sim_config, wait_for):
     _home(control, receive, sim_config)
     start = np.array(receive.getActualTCPPose())
     far = start + np.array([0.12, 0.0, 0.0, 0, 0, 0])
@@ -99,7 +98,7 @@ def test_speed_commands_hold_the_velocity_until_speed_stop(control, receive, sim
     assert 0.05 < moved[0] < 0.3 and np.all(np.abs(moved[1:]) < JOINT_TOL)
 
 
-def test_servo_j_tracks_joint_setpoints_and_target_q_is_the_command(control, receive, sim_config):
+def test_servo_j_tracks_joint_setpoints_and_target_q_is_the_command(control, receive, sim_config, wait_for):
     _home(control, receive, sim_config)
     q0 = np.array(receive.getActualQ())
     target = q0 + np.array([0.05, 0, 0, 0, 0, -0.05])
@@ -113,7 +112,7 @@ def test_servo_j_tracks_joint_setpoints_and_target_q_is_the_command(control, rec
     control.servoStop(2.0)
 
 
-def test_kinematic_queries_answer_from_the_twins_kinematics(control, receive, sim_config):
+def test_kinematic_queries_answer_from_the_twins_kinematics(control, receive, sim_config, wait_for):
     kin = sim_config.kinematics()
     _home(control, receive, sim_config)
     q = np.array(receive.getActualQ())
@@ -157,23 +156,23 @@ def test_kinematic_queries_answer_from_the_twins_kinematics(control, receive, si
     assert control.isProgramRunning()  # none of the queries above disturbed the program
 
 
-def test_an_impossible_request_is_a_runtime_error_not_a_made_up_answer(control, receive, sim_config):
+def test_an_impossible_request_is_a_runtime_error_not_a_made_up_answer(control, receive, sim_config, wait_for):
     assert control.isProgramRunning()
     control.getInverseKinematics([3.0, 0.0, 0.5, 0.0, 3.14, 0.0])  # no solution: URScript raises
-    assert not control.isProgramRunning()
+    assert wait_for(lambda: not control.isProgramRunning(), 1.0)
     assert control.reuploadScript()
     assert wait_for(control.isProgramRunning)
     assert not control.moveJ([10.0, 0, 0, 0, 0, 0], 1.0, 1.0)  # outside the joint limits
-    assert not control.isProgramRunning()
+    assert wait_for(lambda: not control.isProgramRunning(), 1.0)
     assert control.reuploadScript()
     assert wait_for(control.isProgramRunning)
     assert control.speedL([0.01, 0, 0, 0, 0, 0], 0.5, 0.0)
     assert not control.moveL(list(receive.getActualTCPPose()), 0.1, 0.5)  # speedL still drives the arm
-    assert not control.isProgramRunning()
+    assert wait_for(lambda: not control.isProgramRunning(), 1.0)
     assert wait_for(lambda: np.max(np.abs(receive.getActualQd())) == 0.0, 3.0)  # and the arm stopped
 
 
-def test_get_jacobian_on_an_e_series_twin(ursim, sim_config):
+def test_get_jacobian_on_an_e_series_twin(ursim, sim_config, wait_for):
     """ur_rtde asks for the Jacobian from controller 5.23 on (the e-series twin reports 5.23)."""
     import rtde_control
     import rtde_receive

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from rtde_loopback_helpers import RawRTDEClient, wait_for
+from rtde_loopback_helpers import RawRTDEClient
 
 from robot_stack.hardware.robot.rtde_loopback.conditions import Fault, NetworkConditions
 from robot_stack.hardware.robot.rtde_loopback.protocol import MessageType
@@ -63,7 +63,7 @@ def test_dropped_packages_are_lost_and_counted(sim_config):
     assert 0.15 < gaps / (ticks[-1] + 1) < 0.45
 
 
-def test_inputs_arrive_late_too(sim_config):
+def test_inputs_arrive_late_too(sim_config, wait_for):
     with _server(sim_config, NetworkConditions(latency=0.2)) as server:
         client = RawRTDEClient(server.host, server.ports["rtde"])
         recipe, _ = client.setup_inputs(["input_int_register_5"])
@@ -82,7 +82,7 @@ def test_bad_fault_specs_are_refused():
             Fault.parse(bad)
 
 
-def test_scheduled_faults_reach_real_ur_rtde_clients(ursim):
+def test_scheduled_faults_reach_real_ur_rtde_clients(ursim, wait_for):
     import dashboard_client
     import rtde_control
     import rtde_receive
@@ -119,7 +119,7 @@ def test_scheduled_faults_reach_real_ur_rtde_clients(ursim):
         receive.disconnect()
 
 
-def test_a_program_stopped_from_the_pendant_stops_the_client(ursim):
+def test_a_program_stopped_from_the_pendant_stops_the_client(ursim, wait_for):
     import rtde_control
 
     host = ursim("--controller", "e-series", "--fault", "program_stop@1.5")
