@@ -15,10 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _small_rig(tmp_path: Path) -> Path:
-    """sim_pusht exactly, with smaller camera images (the policy sees 32x32 anyway)."""
+    """sim_pusht exactly, with smaller camera images, uncropped (the policy sees 32x32 anyway)."""
     rig = yaml.safe_load((ROOT / "hardware_configs" / "sim_pusht.yaml").read_text())
     for cam in rig["cameras"]:
         cam.update(resolution=[128, 96], fps=15)
+        cam.pop("crop", None)
+        cam.pop("output_resolution", None)
     path = tmp_path / "sim_pusht_small.yaml"
     path.write_text(yaml.safe_dump(rig))
     return path

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from robot_stack.hardware.camera.image_transform import ImageTransform
 from robot_stack.policy.checkpoint import load_policy
 from robot_stack.rig import RigConfig, load_rig
 from robot_stack.server.observation import policy_images
@@ -43,7 +44,8 @@ def test_shipped_checkpoint_pushes_within_the_table(service, rig):
     for key, shape in info.obs_shapes.items():
         if len(shape) == 3:
             cam = rig.cameras[int(key.split("_")[1])]
-            image = render(scene, state, view=cam.name, resolution=tuple(cam.resolution))
+            # As the camera twin delivers it: rendered at capture resolution, then the rig's crop and resize.
+            image = ImageTransform(cam).color(render(scene, state, view=cam.name, resolution=tuple(cam.resolution)))
             obs[key] = policy_images([image] * info.n_obs_steps, shape[1:])
     actions, _ = service.infer(obs)
     assert actions.shape == (8, 2) and np.isfinite(actions).all()

@@ -20,8 +20,9 @@ def sim_camera():
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
-    """A dataset recorded by lockstep collection on sim_pusht: 2 episodes, two 320x240 cameras at 30 fps with
-    capture timestamps, steps at 10 Hz, the camera setup, timing convention and seeds (read-only)."""
+    """A dataset recorded by lockstep collection on sim_pusht: 2 episodes, two cameras at 30 fps (top: the
+    table cropped to 96x96; oblique: 320x240) with capture timestamps, steps at 10 Hz, the camera setup,
+    timing convention and seeds (read-only)."""
     from robot_stack.cli import main
 
     root = tmp_path_factory.mktemp("recorded") / "demos"

@@ -1,5 +1,5 @@
 """LeRobotDataset v3.0 export and import (robot_stack.data.lerobot_format) on a dataset recorded by
-lockstep collection: 2 episodes, two 320x240 cameras at 30 fps with capture timestamps, steps at 10 Hz,
+lockstep collection: 2 episodes, two cameras at 30 fps with capture timestamps, steps at 10 Hz,
 2-D, bool and int arrays, the recorded camera setup, timing convention and seeds."""
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def test_export_writes_lerobots_v3_layout_with_the_standard_feature_names(record
                  "timestamp", "episode_index", "frame_index", "index", "task_index", "observation.timestamp"):
         assert name in features, name
     assert features["observation.images.top"]["dtype"] == "video"
-    assert features["observation.images.top"]["shape"] == [240, 320, 3]
+    assert features["observation.images.top"]["shape"] == [96, 96, 3]  # the rig crops the table, as recorded
+    assert features["observation.images.oblique"]["shape"] == [240, 320, 3]
     assert features["observation.state"] == {"dtype": "float64", "shape": [6],
                                              "names": ["x", "y", "z", "rx", "ry", "rz"]}
     assert features["observation.scene_keypoints"]["shape"] == [18]  # (9, 2) flattened
