@@ -71,8 +71,10 @@ def test_two_cameras_with_one_serial_are_refused() -> None:
 
 def test_started_sim_rig_runs_arm_scene_and_both_cameras() -> None:
     data = _rig_data()
-    for cam in data["cameras"]:
+    for cam in data["cameras"]:  # small and uncropped: this test is about the processes, not the images
         cam.update(resolution=[80, 60], fps=15)
+        cam.pop("crop", None)
+        cam.pop("output_resolution", None)
     core = min(os.sched_getaffinity(0))
     data["cpus"] = {"control": [core], "device": [core]}  # pinned: each process takes its role's cores
     rig = load_rig(data)
