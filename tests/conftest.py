@@ -114,7 +114,7 @@ def sim_rig(tmp_path):
     return functools.partial(write_sim_rig, tmp_path)
 
 
-def poll_until(predicate, timeout: float = 5.0, poll: float = 0.01) -> bool:
+def poll_until(predicate, timeout: float = 3.0, poll: float = 0.01) -> bool:
     """Call ``predicate`` every ``poll`` s until it is true or ``timeout`` s passed; return its last result
     (so ``assert wait_for(...)`` fails with the condition, not with a sleep long enough for a busy machine)."""
     deadline = time.monotonic() + timeout

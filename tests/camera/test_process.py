@@ -23,7 +23,7 @@ def test_software_device_frames_reach_the_ring_buffer_in_order_and_drops_are_cou
 
     devices = SyntheticRealSense(depth=True, skip=range(20, 23))  # the device "loses" frames 20-22
     with CameraProcess(cfg, devices=devices) as camera:
-        assert wait_for(lambda: camera.frames.count >= 30)
+        assert wait_for(lambda: camera.frames.count >= 30, 5.0)
         records = camera.frames.get_last_k(camera.frames.count)  # everything so far (capacity 60)
         assert camera.dropped_frames >= 3
     assert_released(camera.frames.name)
@@ -43,7 +43,7 @@ def test_software_device_frames_reach_the_ring_buffer_in_order_and_drops_are_cou
 def test_sim_camera_process_publishes_at_its_rate(wait_for):
     cfg = CameraConfig(name="top", fps=20, sim_latency=0.05, output_resolution=(320, 240))
     with CameraProcess(cfg) as camera:
-        assert wait_for(lambda: camera.frames.count >= 1)
+        assert wait_for(lambda: camera.frames.count >= 1, 5.0)
         first = camera.frames.get()
         time.sleep(1.0)
         records = camera.frames.get_since(float(first["timestamp"]))
@@ -69,7 +69,7 @@ def test_playback_file_as_source(tmp_path, synthetic_devices, wait_for):
                 source.read(0.5)
     replay = CameraConfig(name="wrist", driver="realsense", playback_file=recording, playback_real_time=False)
     with CameraProcess(replay) as camera:
-        assert wait_for(lambda: camera.frames.count >= 12)
+        assert wait_for(lambda: camera.frames.count >= 12, 5.0)
         time.sleep(0.2)  # end of file: nothing more arrives, the process stays up
         assert camera.is_alive() and camera.frames.count == 12
         records = camera.frames.get_last_k(12)
@@ -94,6 +94,6 @@ def test_a_camera_that_stops_delivering_fails_the_process(wait_for):
     from robot_stack.hardware.camera.synthetic import SyntheticRealSense
 
     with CameraProcess(cfg, devices=SyntheticRealSense(n_frames=5)) as camera:
-        assert wait_for(lambda: not camera.is_alive())
+        assert wait_for(lambda: not camera.is_alive(), 5.0)
         assert camera.frames.count == 5
         assert "no frame for 0.3 s" in camera.error

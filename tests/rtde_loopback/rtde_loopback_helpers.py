@@ -103,5 +103,3 @@ def twin_record_for(proc: SimLoopbackProcess, receive, getter, attempts: int = 5
             return {key: field[hits[0]] for key, field in records.items()}, value
         time.sleep(0.01)
     raise AssertionError("no twin record matches the timestamp the receive interface reports")
-
-
