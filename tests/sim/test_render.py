@@ -8,7 +8,7 @@ import pytest
 
 from robot_stack.runtime import SharedMemoryRingBuffer
 from robot_stack.sim.pusht import SCENE_STATE_SPEC, PushTPhysics, SceneConfig, SceneRenderer, render
-from robot_stack.sim.pusht.render import BLOCK, GOAL, PUSHER, PUSHER_LIFTED, TABLE
+from robot_stack.sim.pusht.render import BLOCK, BLOCK_SIDE, GOAL, PUSHER, PUSHER_LIFTED, TABLE, _Painter
 
 CFG = SceneConfig()
 
@@ -56,6 +56,19 @@ def test_views_change_with_the_state():
     for view in ("top", "oblique"):
         diff = np.any(render(CFG, a, view) != render(CFG, b, view), axis=-1)
         assert 200 < diff.sum() < 0.2 * diff.size, view  # the block moved; most of the image did not
+
+
+def test_the_oblique_view_paints_only_the_faces_toward_its_camera():
+    painter = _Painter(CFG, "oblique", (320, 240))
+    box = np.array([[-0.02, -0.02], [0.02, -0.02], [0.02, 0.02], [-0.02, 0.02]])  # counter-clockwise
+    faces = painter._prism_faces(box, [box], 0.0, 0.03, BLOCK_SIDE, BLOCK)
+    # the camera looks from beyond the table's +x edge along its centre line: of the four sides only the +x
+    # one faces it (the +-y sides are edge-on), and the top
+    assert [color for _, _, color in faces] == [BLOCK_SIDE, BLOCK]
+    side = faces[0][1] / 16.0  # polygons are in 1/16 px (4 sub-pixel bits)
+    near = painter._project(np.array([[0.02, 0.0, 0.0]]))[0]
+    assert np.allclose(side.mean(axis=0)[0], near[0], atol=1.0)  # centred on the +x side, in image columns
+    assert faces[0][0] < faces[1][0]  # the side is nearer the camera than the top's centre
 
 
 def test_empty_table_before_any_state():

@@ -125,9 +125,6 @@ class _Painter:
         return np.stack([self.width / 2 + self._focal * cam[:, 0] / cam[:, 2],
                          self.height / 2 + self._focal * cam[:, 1] / cam[:, 2]], axis=1)
 
-    def _depth(self, xyz: np.ndarray) -> float:
-        return float(np.mean((np.asarray(xyz) - self._eye) @ self._rotation[2]))
-
     def _fill(self, img: np.ndarray, pixels: np.ndarray, color: tuple[int, int, int]) -> None:
         pts = np.round(pixels * _SCALE).astype(np.int32).reshape(-1, 1, 2)
         cv2.fillPoly(img, [pts], color, lineType=cv2.LINE_AA, shift=_SHIFT)
@@ -165,30 +162,45 @@ class _Painter:
 
     def _draw_oblique(self, img: np.ndarray, pose: np.ndarray, pusher_xy: np.ndarray, down: bool,
                       pusher_color: tuple[int, int, int]) -> None:
-        """Painter's algorithm over the block's and the pusher's faces, farthest first."""
+        """Painter's algorithm over the faces of the block and the pusher that face the camera, farthest first.
+
+        Back faces are culled: on a closed prism they are always covered by its front faces and top, and
+        skipping them halves the fills (this runs for every oblique frame of a lockstep episode).
+        """
         h = self.config.contact_height
         pusher = self._circle + pusher_xy
-        faces = _prism_faces(transform_points(self._outline, pose),
-                             [transform_points(p, pose) for p in self._parts], h, BLOCK_SIDE, BLOCK)
-        if down:
-            faces += _prism_faces(pusher, [pusher], h, pusher_color, pusher_color)
-        else:
+        faces = self._prism_faces(transform_points(self._outline, pose),
+                                  [transform_points(p, pose) for p in self._parts], 0.0, h, BLOCK_SIDE, BLOCK)
+        if not down:
             # The lifted tip hovers a block height up; its shadow keeps its table position readable.
             self._fill(img, self._project(pusher), SHADOW)
-            lifted = _prism_faces(pusher, [pusher], h, pusher_color, pusher_color)
-            faces += [(xyz + (0.0, 0.0, h), color) for xyz, color in lifted]
-        faces.sort(key=lambda face: -self._depth(face[0]))
-        for xyz, color in faces:
-            self._fill(img, self._project(xyz), color)
+        faces += self._prism_faces(pusher, [pusher], 0.0 if down else h, h, pusher_color, pusher_color)
+        faces.sort(key=lambda face: -face[0])
+        for _, points, color in faces:
+            cv2.fillPoly(img, [points], color, lineType=cv2.LINE_AA, shift=_SHIFT)
 
-
-def _prism_faces(outline: np.ndarray, tops: list[np.ndarray], height: float, side: tuple[int, int, int],
-                 top: tuple[int, int, int]) -> list[tuple[np.ndarray, tuple[int, int, int]]]:
-    """Side quads over ``outline`` and the convex ``tops`` of a prism standing on the table (table-frame xy)."""
-    faces = []
-    for a, b in zip(outline, np.roll(outline, -1, axis=0)):
-        quad = np.array([[a[0], a[1], 0.0], [b[0], b[1], 0.0], [b[0], b[1], height], [a[0], a[1], height]])
-        faces.append((quad, side))
-    for poly in tops:
-        faces.append((np.concatenate([poly, np.full((len(poly), 1), height)], axis=1), top))
-    return faces
+    def _prism_faces(self, outline: np.ndarray, tops: list[np.ndarray], base: float, height: float,
+                     side: tuple[int, int, int], top: tuple[int, int, int]
+                     ) -> list[tuple[float, np.ndarray, tuple[int, int, int]]]:
+        """The camera-facing side quads over the counter-clockwise table-frame ``outline`` and the convex
+        ``tops`` of a prism from ``base`` to ``base + height``: (depth, sub-pixel polygon, color) each."""
+        a, b = outline, np.roll(outline, -1, axis=0)
+        outward = np.stack([b[:, 1] - a[:, 1], a[:, 0] - b[:, 0]], axis=1)  # counter-clockwise: right of a->b
+        facing = np.einsum("ij,ij->i", outward, self._eye[:2] - (a + b) / 2) > 0
+        a, b = a[facing], b[facing]
+        n = len(a)
+        quads = np.empty((n, 4, 3))
+        quads[:, 0, :2], quads[:, 1, :2], quads[:, 2, :2], quads[:, 3, :2] = a, b, b, a
+        quads[:, :2, 2], quads[:, 2:, 2] = base, base + height
+        polygons = [quads.reshape(-1, 3)] + [np.column_stack([poly, np.full(len(poly), base + height)])
+                                             for poly in tops]
+        xyz = np.concatenate(polygons)
+        points = np.round(self._project(xyz) * _SCALE).astype(np.int32)
+        depth = (xyz - self._eye) @ self._rotation[2]
+        faces = [(float(depth[4 * i:4 * i + 4].mean()), points[4 * i:4 * i + 4], side) for i in range(n)]
+        start = 4 * n
+        for poly in tops:
+            end = start + len(poly)
+            faces.append((float(depth[start:end].mean()), points[start:end], top))
+            start = end
+        return faces
