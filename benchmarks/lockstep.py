@@ -6,6 +6,10 @@ two 320x240 cameras at 30 fps rendered and H.264-encoded into the episode's vide
 seconds per wall-clock second on that one core. ``--workers`` runs that many such processes in parallel,
 as ``--workers`` does in the CLI, and reports the aggregate.
 
+Then the ``robot_stack/PushT-v0`` gymnasium environment, one process, in its two observation modes: what
+``eval --lockstep`` and standard tooling run, with the cameras rendered (and cropped and resized as the
+rig's cameras are) but nothing encoded. Its actions sweep the TCP target smoothly across the table.
+
 Last, the bound cameras put on it: CPU time per frame of H.264-encoding rendered 320x240 Push-T frames with
 the recorder's encoder settings, at its preset and at the fastest one.
 
@@ -20,8 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 
+import robot_stack.rig.gym_env  # noqa: F401  (registers robot_stack/PushT-v0)
 from robot_stack.data.lockstep_collect import LockstepCollectConfig, record_demo
 from robot_stack.data.video_recorder import DEFAULT_PRESET, VideoWriter
 from robot_stack.hardware.teleop import load_profile
@@ -41,6 +47,24 @@ def _demos(rig_name: str, seeds: list[int]) -> tuple[float, float]:
         with tempfile.TemporaryDirectory() as staging:
             simulated += record_demo(config, seed, Path(staging)).duration
     return simulated, time.perf_counter() - t0
+
+
+def _gym(obs_type: str, episodes: int, steps: int = 300) -> tuple[float, float]:
+    env = gymnasium.make("robot_stack/PushT-v0", obs_type=obs_type)
+    lo, hi = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
+    centre, half = (lo + hi) / 2, (hi - lo) / 2
+    simulated, wall = 0.0, 0.0
+    for episode in range(episodes):
+        env.reset(seed=episode)
+        sim = env.unwrapped.sim
+        start, t0 = sim.now(), time.perf_counter()
+        for step in range(steps):  # a slow Lissajous figure over the middle of the workspace
+            phase = 2 * np.pi * step / 100
+            env.step(centre + 0.6 * half * np.array([np.sin(phase), np.sin(2 * phase)]))
+        wall += time.perf_counter() - t0
+        simulated += sim.now() - start
+    env.close()
+    return simulated, wall
 
 
 def _encode_ms_per_frame(preset: str, frames: list[np.ndarray]) -> float:
@@ -82,6 +106,10 @@ def main() -> None:
         simulated = sum(p[0] for p in parts)
         per_core = sum(p[0] for p in parts) / sum(p[1] for p in parts)
         print(f"{rig:<16} {args.workers:>7} {simulated:>12.1f} {wall:>8.1f} {simulated / wall:>12.1f} {per_core:>9.1f}")
+    for obs_type, what in (("lowdim", "no cameras"), ("image", "2 cameras rendered")):
+        simulated, wall = _gym(obs_type, args.episodes)
+        print(f"{'PushT-v0 ' + obs_type:<16} {1:>7} {simulated:>12.1f} {wall:>8.1f} {simulated / wall:>12.1f} "
+              f"{simulated / wall:>9.1f}  ({what}, not encoded)")
     _encoding_bound()
 
 
